@@ -1,0 +1,90 @@
+"""One error type for everything a spec author can get wrong, rendered with the line and a caret."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Loc:
+    """A span in a source file; lines and columns count from 1, end_col is exclusive."""
+
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    @staticmethod
+    def of(item) -> Loc:
+        """The span of a lark Token or a Tree's meta."""
+        return Loc(item.line, item.column, item.end_line, item.end_column)
+
+
+NO_LOC = Loc(0, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """A located problem: what is wrong, the arithmetic behind it, and the smallest fix."""
+
+    message: str
+    loc: Loc = NO_LOC
+    notes: tuple[str, ...] = ()
+    fix: str | None = None
+    path: str = "<spec>"
+    severity: str = "error"
+
+    def render(self, source: str | None = None) -> str:
+        where = f"{self.path}:{self.loc.line}:{self.loc.col}" if self.loc.line else self.path
+        lines = [f"{where}: {self.severity}: {self.message}"]
+        if source is not None and self.loc.line:
+            text = source.splitlines()[self.loc.line - 1] if source.count("\n") + 1 >= self.loc.line else ""
+            text = text.expandtabs(1)
+            width = (self.loc.end_col - self.loc.col) if self.loc.end_line == self.loc.line else 1
+            lines.append(f"  {text}")
+            lines.append("  " + " " * (self.loc.col - 1) + "^" * max(1, width))
+        lines += [f"  {note}" for note in self.notes]
+        if self.fix:
+            lines.append(f"  fix: {self.fix}")
+        return "\n".join(lines)
+
+
+class SpecError(Exception):
+    """Raised with every independent problem found in one spec."""
+
+    def __init__(self, diagnostics: list[Diagnostic] | Diagnostic):
+        self.diagnostics = [diagnostics] if isinstance(diagnostics, Diagnostic) else diagnostics
+        super().__init__("\n".join(d.message for d in self.diagnostics))
+
+    def render(self, source: str | None = None) -> str:
+        return "\n".join(d.render(source) for d in self.diagnostics)
+
+
+@dataclass
+class Problems:
+    """Collects diagnostics during a pass so that one run reports every independent error."""
+
+    path: str = "<spec>"
+    found: list[Diagnostic] = field(default_factory=list)
+
+    def add(self, message: str, loc: Loc = NO_LOC, notes=(), fix: str | None = None) -> None:
+        self.found.append(Diagnostic(message, loc, tuple(notes), fix, self.path))
+
+    def raise_if_any(self) -> None:
+        if self.found:
+            raise SpecError(self.found)
+
+
+class ShapeError(Exception):
+    """Raised by a registry rule; the checker attaches the location of the layer at fault."""
+
+    def __init__(self, message: str, notes=(), fix: str | None = None):
+        super().__init__(message)
+        self.message, self.notes, self.fix = message, tuple(notes), fix
+
+
+def did_you_mean(word: str, choices) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else ""

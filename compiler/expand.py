@@ -1,0 +1,492 @@
+"""expand: Spec -> Graph. Blocks and repeats are inlined, names resolved, layer arguments
+interpreted by their registry entries. Nothing here knows a shape."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .errors import Loc, Problems, did_you_mean
+from .layers import REGISTRY, REQUIRED, LayerKind, Option
+from .syntax import (
+    BinOp, Block, Call, Chain, Dims, Expect, Expr, FiltersArg, KwArg, Layer, Merge, Neg, Num,
+    Ref, Setting, Spec,
+)
+
+MAX_NODES = 100_000
+MAX_REPEAT = 1_000
+MAX_CALL_DEPTH = 32
+MAX_DIM = 1 << 20
+
+
+@dataclass(frozen=True)
+class Node:
+    index: int
+    name: str  # unique: "conv1", "basic2.conv1"
+    kind: str  # a registry key, or "INPUT"
+    attrs: dict
+    inputs: tuple[int, ...]
+    loc: Loc
+    call_locs: tuple[Loc, ...] = ()  # the block calls this node was expanded from, outermost first
+
+
+@dataclass(frozen=True)
+class Graph:
+    path: str
+    source: str
+    name: str
+    input_shape: tuple[int, ...]
+    nodes: tuple[Node, ...]
+    output: int
+    tensors: dict[str, int]  # every named tensor, block-local ones qualified: "basic2.y"
+    expects: tuple[Expect, ...]
+    train: tuple[Setting, ...]
+
+
+class _Stop(Exception):
+    """Expansion cannot go on (a bound was passed); the problem is already recorded."""
+
+
+@dataclass
+class _Scope:
+    prefix: str
+    params: dict[str, int | float]
+    names: dict[str, int]
+    name_locs: dict[str, Loc] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    stack: tuple[str, ...] = ()
+    call_locs: tuple[Loc, ...] = ()
+
+    def fresh(self, kind: str) -> str:
+        self.counters[kind] = self.counters.get(kind, 0) + 1
+        return f"{self.prefix}{kind.lower()}{self.counters[kind]}"
+
+
+class _Expander:
+    def __init__(self, spec: Spec, problems: Problems):
+        self.spec, self.problems = spec, problems
+        self.nodes: list[Node] = []
+        self.tensors: dict[str, int] = {}
+        self.blocks: dict[str, Block] = {}
+        for block in spec.blocks:
+            if block.name in self.blocks:
+                problems.add(f"block `{block.name}` is defined twice", block.loc,
+                             fix="rename one of them")
+            self.blocks[block.name] = block
+
+    # -- expressions --
+
+    def evaluate(self, expr: Expr, scope: _Scope, words_ok: bool = False):
+        if isinstance(expr, Num):
+            return expr.value
+        if isinstance(expr, Ref):
+            if expr.name in scope.params:
+                return scope.params[expr.name]
+            if words_ok:
+                return expr.name
+            hint = did_you_mean(expr.name, scope.params)
+            known = ", ".join(scope.params) or "none here"
+            self.problems.add(f"unknown parameter `{expr.name}` (parameters: {known})", expr.loc,
+                              fix=hint or None)
+            return None
+        if isinstance(expr, Neg):
+            value = self.evaluate(expr.operand, scope)
+            return None if value is None else -value
+        left, right = self.evaluate(expr.left, scope), self.evaluate(expr.right, scope)
+        if not isinstance(left, int | float) or not isinstance(right, int | float):
+            if isinstance(left, str) or isinstance(right, str):
+                self.problems.add("arithmetic needs numbers or block parameters", expr.loc)
+            return None
+        if expr.op in ("/", "//") and right == 0:
+            self.problems.add(f"division by zero: {left} {expr.op} 0", expr.loc)
+            return None
+        if expr.op == "+":
+            return left + right
+        if expr.op == "-":
+            return left - right
+        if expr.op == "*":
+            result = left * right
+            return result if abs(result) <= 1e18 else None
+        if expr.op == "//":
+            return left // right
+        quotient = left / right
+        return int(quotient) if quotient == int(quotient) else quotient
+
+    # -- layer arguments --
+
+    def interpret(self, layer: Layer, kind: LayerKind, scope: _Scope) -> dict | None:
+        options = {option.name: option for option in kind.options}
+        attrs: dict = {}
+        given: dict[str, Loc] = {}
+        before = len(self.problems.found)
+
+        def assign(option: Option, value, loc: Loc) -> None:
+            if option.name in given:
+                self.problems.add(
+                    f"{kind.name} gets `{option.name}` twice",
+                    loc,
+                    notes=[f"first given at column {given[option.name].col}"],
+                    fix="keep one of them",
+                )
+                return
+            converted = self.convert(option, value, loc, kind)
+            if converted is not None:
+                attrs[option.name], given[option.name] = converted, loc
+
+        positional = next((o for o in kind.options if o.positional), None)
+        for arg in layer.args:
+            if isinstance(arg, FiltersArg):
+                if "filters" not in options:
+                    self.problems.add(f"{kind.name} takes no `filters@kernel`", arg.loc,
+                                      fix=self.usage(kind))
+                    continue
+                assign(options["filters"], self.evaluate(arg.count, scope), arg.loc)
+                kernel = (arg.kernel.values if isinstance(arg.kernel, Dims)
+                          else self.evaluate(arg.kernel, scope))
+                assign(options["kernel"], kernel, arg.loc)
+            elif isinstance(arg, Dims):
+                target = options.get("kernel") or positional
+                if target is None:
+                    self.problems.add(f"{kind.name} takes no size `{'x'.join(map(str, arg.values))}`",
+                                      arg.loc, fix=self.usage(kind))
+                    continue
+                assign(target, arg.values, arg.loc)
+            elif isinstance(arg, KwArg):
+                option = options.get(arg.key)
+                if option is None:
+                    hint = did_you_mean(arg.key, options)
+                    self.problems.add(f"{kind.name} has no argument `{arg.key}`", arg.loc,
+                                      fix=hint or self.usage(kind))
+                    continue
+                value = (arg.value.values if isinstance(arg.value, Dims)
+                         else self.evaluate(arg.value, scope, words_ok=True))
+                assign(option, value, arg.loc)
+            else:
+                value = self.evaluate(arg, scope, words_ok=True)
+                if value is None:
+                    continue
+                if isinstance(value, str):
+                    self.word(value, arg.loc, kind, assign)
+                elif positional is None:
+                    self.problems.add(f"{kind.name} takes no bare number", arg.loc,
+                                      fix=self.usage(kind))
+                else:
+                    assign(positional, value, arg.loc)
+        if len(self.problems.found) > before:
+            return None
+        for option in kind.options:
+            if option.name not in attrs:
+                if option.default is REQUIRED:
+                    self.problems.add(f"{kind.name} needs its {option.name}", layer.loc,
+                                      fix=self.usage(kind))
+                    return None
+                attrs[option.name] = option.default
+        return attrs
+
+    def word(self, word: str, loc: Loc, kind: LayerKind, assign) -> None:
+        for option in kind.options:
+            if word in option.words:
+                assign(option, option.words[word], loc)
+                return
+        match = re.fullmatch(r"([a-z]+)([0-9]+(?:x[0-9]+)?|[0-9]*\.[0-9]+)", word)
+        if match:
+            for option in kind.options:
+                if option.short == match.group(1):
+                    text = match.group(2)
+                    value = (tuple(int(v) for v in text.split("x")) if "x" in text
+                             else float(text) if "." in text else int(text))
+                    assign(option, value, loc)
+                    return
+        choices = [w for o in kind.options for w in o.words] + [
+            f"{o.short}1" for o in kind.options if o.short] + [o.name for o in kind.options]
+        hint = did_you_mean(word, choices)
+        self.problems.add(f"{kind.name} has no argument `{word}`", loc,
+                          fix=hint or self.usage(kind))
+
+    def convert(self, option: Option, value, loc: Loc, kind: LayerKind):
+        def bad(expected: str):
+            shown = "x".join(map(str, value)) if isinstance(value, tuple) else value
+            self.problems.add(f"{kind.name} {option.name} must be {expected}, not `{shown}`", loc,
+                              fix=self.usage(kind))
+
+        if value is None:
+            return None
+        if option.kind == "count":
+            if isinstance(value, str) and value in option.words.values():
+                return value
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                return bad("a positive whole number")
+            if value > MAX_DIM:
+                return bad(f"at most {MAX_DIM}")
+            return value
+        if option.kind == "pair":
+            if isinstance(value, str):
+                return value if value in option.words.values() else bad("a size such as 3 or 3x3")
+            pair = (value, value) if not isinstance(value, tuple) else value
+            if len(pair) == 1:
+                pair = (pair[0], pair[0])
+            least = 0 if option.name in ("pad", "outpad") else 1
+            if (len(pair) != 2 or any(not isinstance(v, int) for v in pair)
+                    or any(v < least for v in pair) or any(v > MAX_DIM for v in pair)):
+                word = "non-negative" if least == 0 else "positive"
+                return bad(f"a {word} size such as 3 or 3x3")
+            return tuple(pair)
+        if option.kind == "float":
+            if not isinstance(value, int | float):
+                return bad("a number")
+            return float(value)
+        if option.kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if value in (0, 1):
+                return bool(value)
+            return bad("0 or 1")
+        if option.kind == "choice":
+            if value not in option.words:
+                return bad("one of " + ", ".join(option.words))
+            return option.words[value]
+        raise AssertionError(option.kind)
+
+    @staticmethod
+    def usage(kind: LayerKind) -> str:
+        parts = []
+        for option in kind.options:
+            if option.words:
+                parts.append("/".join(option.words))
+            elif option.short:
+                parts.append(f"{option.short}N")
+            elif option.positional or option.name in ("filters", "kernel"):
+                parts.append(f"<{option.name}>")
+            else:
+                parts.append(f"{option.name}=N")
+        return f"{kind.name} takes: " + " ".join(dict.fromkeys(parts)) if parts else (
+            f"{kind.name} takes no arguments")
+
+    # -- graph building --
+
+    def add(self, kind: str, attrs: dict, inputs: tuple[int, ...], loc: Loc, scope: _Scope) -> int:
+        if len(self.nodes) >= MAX_NODES:
+            self.problems.add(f"the network expands to more than {MAX_NODES:,} layers", loc,
+                              fix="lower the repeat counts")
+            raise _Stop
+        index = len(self.nodes)
+        name = scope.fresh(kind) if kind != "INPUT" else "input"
+        self.nodes.append(Node(index, name, kind, attrs, inputs, loc, scope.call_locs))
+        return index
+
+    def lookup(self, ref: Ref, scope: _Scope) -> int | None:
+        if ref.name in scope.names:
+            return scope.names[ref.name]
+        hint = did_you_mean(ref.name, scope.names)
+        known = ", ".join(n for n in scope.names) or "none yet"
+        self.problems.add(f"`{ref.name}` is not defined here (defined: {known})", ref.loc,
+                          fix=hint or "name a tensor by ending a chain with `-> name` first")
+        return None
+
+    def bind(self, ref: Ref, tensor: int, scope: _Scope) -> None:
+        if ref.name in scope.params:
+            self.problems.add(f"`{ref.name}` is a block parameter and cannot name a tensor",
+                              ref.loc, fix="choose another name")
+        elif ref.name in scope.names:
+            first = scope.name_locs.get(ref.name)
+            where = f" (first at line {first.line})" if first and first.line else ""
+            self.problems.add(f"`{ref.name}` is already defined{where}", ref.loc,
+                              fix="give each tensor its own name")
+        else:
+            scope.names[ref.name] = tensor
+            scope.name_locs[ref.name] = ref.loc
+            self.tensors[scope.prefix + ref.name] = tensor
+
+    def link(self, link, current: int | None, scope: _Scope) -> int | None:
+        if isinstance(link, Layer):
+            kind = REGISTRY.get(link.kind)
+            if kind is None:
+                hint = did_you_mean(link.kind, REGISTRY)
+                self.problems.add(f"unknown layer `{link.kind}`", link.loc,
+                                  fix=hint or "layers: " + ", ".join(REGISTRY))
+                return None
+            if kind.arity[0] > 1:
+                self.problems.add(f"{kind.name} merges named branches: write "
+                                  f"`{kind.name}(a, b)`", link.loc)
+                return None
+            attrs = self.interpret(link, kind, scope)
+            if attrs is None or current is None or not self.repeat_ok(link):
+                return None
+            for _ in range(link.repeat):
+                current = self.add(kind.name, attrs, (current,), link.loc, scope)
+            return current
+        if isinstance(link, Call):
+            if current is None or not self.repeat_ok(link):
+                return None
+            for _ in range(link.repeat):
+                current = self.call(link, current, scope)
+                if current is None:
+                    return None
+            return current
+        raise AssertionError(link)
+
+    def repeat_ok(self, link) -> bool:
+        if 1 <= link.repeat <= MAX_REPEAT:
+            return True
+        self.problems.add(f"repeat count x{link.repeat} is outside 1..{MAX_REPEAT}", link.loc)
+        return False
+
+    def merge(self, merge: Merge, scope: _Scope) -> int | None:
+        kind = REGISTRY.get(merge.kind)
+        if kind is None or kind.arity[0] < 2:
+            merges = [k.name for k in REGISTRY.values() if k.arity[0] > 1]
+            self.problems.add(f"`{merge.kind}(...)` is not a merge; merges are "
+                              + ", ".join(merges), merge.loc,
+                              fix=did_you_mean(merge.kind, merges) or None)
+            return None
+        if len(merge.inputs) < 2:
+            self.problems.add(f"{kind.name} needs at least two inputs", merge.loc)
+            return None
+        inputs = [self.lookup(ref, scope) for ref in merge.inputs]
+        if None in inputs:
+            return None
+        return self.add(kind.name, {}, tuple(inputs), merge.loc, scope)
+
+    def chains(self, chains: tuple[Chain, ...], start: int | None, scope: _Scope) -> int | None:
+        current = start
+        for chain in chains:
+            first, rest = chain.links[0], chain.links[1:]
+            if isinstance(first, Merge):
+                current = self.merge(first, scope)
+            elif isinstance(first, Ref):
+                if not rest:
+                    self.problems.add(f"`{first.name}` alone does nothing", first.loc,
+                                      fix=f"continue it: `{first.name} -> ...`")
+                current = self.lookup(first, scope)
+            else:
+                current = self.link(first, current, scope)
+            for link in rest:
+                if isinstance(link, Ref):
+                    if current is not None:
+                        self.bind(link, current, scope)
+                else:
+                    current = self.link(link, current, scope)
+        return scope.names.get("out", current)
+
+    def call(self, call: Call, current: int, scope: _Scope) -> int | None:
+        block = self.blocks.get(call.block)
+        if block is None:
+            hint = did_you_mean(call.block, self.blocks)
+            upper = call.block.upper()
+            fix = (f"layer keywords are written in capitals: `{upper}`" if upper in REGISTRY
+                   else hint or "define it first: `block name(params) { in -> ... -> out }`")
+            self.problems.add(f"unknown block `{call.block}`", call.loc, fix=fix)
+            return None
+        if block.name in scope.stack:
+            cycle = " -> ".join((*scope.stack, block.name))
+            self.problems.add(f"block `{block.name}` calls itself ({cycle})", call.loc,
+                              fix="a block may call only other blocks")
+            raise _Stop
+        if len(scope.stack) >= MAX_CALL_DEPTH:
+            self.problems.add(f"blocks nest deeper than {MAX_CALL_DEPTH}", call.loc)
+            raise _Stop
+        params = self.bind_params(block, call, scope)
+        if params is None:
+            return None
+        inner = _Scope(
+            prefix=scope.fresh(block.name) + ".",
+            params=params,
+            names={"in": current},
+            stack=(*scope.stack, block.name),
+            call_locs=(*scope.call_locs, call.loc),
+        )
+        return self.chains(block.chains, current, inner)
+
+    def bind_params(self, block: Block, call: Call, scope: _Scope) -> dict | None:
+        names = [p.name for p in block.params]
+        values: dict = {}
+        ok = True
+        positional = [a for a in call.args if a.key is None]
+        if len(positional) > len(names):
+            self.problems.add(f"block `{block.name}` takes {len(names)} argument(s) "
+                              f"({', '.join(names)}), but gets {len(positional)}", call.loc)
+            return None
+        for name, arg in zip(names, positional, strict=False):
+            values[name] = self.evaluate(arg.value, scope)
+        for arg in call.args:
+            if arg.key is None:
+                continue
+            if arg.key not in names:
+                hint = did_you_mean(arg.key, names)
+                self.problems.add(f"block `{block.name}` has no parameter `{arg.key}`", arg.loc,
+                                  fix=hint or f"parameters: {', '.join(names)}")
+                ok = False
+            elif arg.key in values:
+                self.problems.add(f"parameter `{arg.key}` is given twice", arg.loc)
+                ok = False
+            else:
+                values[arg.key] = self.evaluate(arg.value, scope)
+        defaults = _Scope("", dict(values), {})
+        for param in block.params:
+            if param.name not in values:
+                if param.default is None:
+                    self.problems.add(f"block `{block.name}` needs parameter `{param.name}`",
+                                      call.loc)
+                    ok = False
+                else:
+                    values[param.name] = self.evaluate(param.default, defaults)
+                    defaults.params[param.name] = values[param.name]
+        if not ok or any(v is None for v in values.values()):
+            return None
+        return values
+
+
+def expand(spec: Spec) -> Graph:
+    """Inline blocks and repeats, resolve names; raises SpecError with every problem found."""
+    problems = Problems(spec.path)
+    for loc in spec.header_locs:
+        problems.add("the header line is repeated", loc, fix="keep one `network` and one `input`")
+    shape = _input_shape(spec, problems)
+    expander = _Expander(spec, problems)
+    for block in spec.blocks:
+        seen = set()
+        for param in block.params:
+            if param.name in seen:
+                problems.add(f"parameter `{param.name}` is listed twice", param.loc)
+            seen.add(param.name)
+    scope = _Scope("", {}, {"in": 0})
+    expander.nodes.append(Node(0, "input", "INPUT", {}, (), spec.input.loc if spec.input else
+                               Loc(1, 1, 1, 2)))
+    output = None
+    if not spec.chains:
+        problems.add("the spec has no layers", Loc(1, 1, 1, 2),
+                     fix="add a chain such as `CONV 6@5x5 -> RELU -> FC 10`")
+    try:
+        output = expander.chains(spec.chains, 0, scope)
+    except _Stop:
+        pass
+    problems.raise_if_any()
+    return Graph(
+        spec.path, spec.source, spec.name or _stem(spec.path), shape, tuple(expander.nodes),
+        output, dict(expander.tensors), spec.expects, spec.train,
+    )
+
+
+def _input_shape(spec: Spec, problems: Problems) -> tuple[int, ...]:
+    if spec.input is None:
+        problems.add("the spec has no input shape", Loc(1, 1, 1, 2),
+                     fix="add a line such as `input 1x28x28` (channels x height x width)")
+        return (1, 1, 1)
+    values = spec.input.values
+    if len(values) == 1:
+        values = (values[0], 1, 1)
+    if len(values) != 3:
+        problems.add(f"input must be CxHxW, not {'x'.join(map(str, values))}", spec.input.loc,
+                     fix="e.g. `input 3x32x32`")
+        return (1, 1, 1)
+    if min(values) < 1 or max(values) > MAX_DIM or values[0] * values[1] * values[2] > 1 << 28:
+        problems.add(f"input size {'x'.join(map(str, values))} is out of range", spec.input.loc,
+                     fix="each size must be positive and the whole input under 2^28 values")
+        return (1, 1, 1)
+    return values
+
+
+def _stem(path: str) -> str:
+    import os
+
+    return os.path.splitext(os.path.basename(path))[0] or "network"

@@ -1,0 +1,432 @@
+"""The layer registry: each kind's syntax, shape rule, parameters, cost and kernel ABI in one entry.
+
+Shapes are tuples: (C, H, W) for feature maps, (F,) for flat vectors. Rules are small pure
+functions of (attrs, input shapes); they raise ShapeError with the arithmetic that failed and the
+smallest fix. Adding a layer = one entry here + its kernels in runtime/table.py + a test row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ShapeError
+
+Shape = tuple[int, ...]
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Option:
+    """One argument of a layer kind and every way to write it.
+
+    kind: "count" (positive int), "pair" (int or AxB), "float", "bool", "choice".
+    short: a prefix that sets it from one token (`s2` -> stride 2).
+    words: bare words that set it to a value (`nobias` -> bias False, `max` -> mode "max").
+    positional: a bare number sets it (`FC 120`, `DROPOUT 0.5`).
+    """
+
+    name: str
+    kind: str
+    default: Any = REQUIRED
+    short: str | None = None
+    words: dict[str, Any] = field(default_factory=dict)
+    positional: bool = False
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class LayerKind:
+    name: str
+    summary: str
+    options: tuple[Option, ...] = ()
+    shape: Callable[[dict, list[Shape]], Shape] = lambda attrs, ins: ins[0]
+    params: Callable[[dict, list[Shape], Shape], dict[str, Shape]] = lambda a, i, o: {}
+    buffers: Callable[[dict, list[Shape], Shape], dict[str, Shape]] = lambda a, i, o: {}
+    macs: Callable[[dict, list[Shape], Shape], int] = lambda a, i, o: 0
+    window: Callable[[dict, list[Shape]], tuple] | None = None  # receptive-field step
+    saves: frozenset[str] = frozenset()  # what backward reads: "input" and/or "output"
+    arity: tuple[int, int | None] = (1, 1)
+    int_attrs: Callable[[dict, list[Shape], Shape], tuple[int, ...]] = lambda a, i, o: ()
+    float_attrs: Callable[[dict], tuple[float, ...]] = lambda a: ()
+    state_size: Callable[[dict, list[Shape], Shape], int] = lambda a, i, o: 0
+    workspace: Callable[[dict, list[Shape], Shape], int] = lambda a, i, o: 0
+    aux: bool = False  # keeps a per-sample buffer of the input's size from forward to backward
+    spatial: bool = False  # needs a CxHxW input
+
+
+def fmt(shape: Shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def numel(shape: Shape) -> int:
+    return math.prod(shape)
+
+
+def _spatial(name: str, shape: Shape) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise ShapeError(
+            f"{name} needs a CxHxW feature map, but gets a flat vector of {shape[0]}",
+            fix=f"put {name} before the first FC/FLATTEN, or drop it",
+        )
+    return shape
+
+
+# ---- convolution -------------------------------------------------------------------------------
+
+
+def _same_pad(kernel: int, dilation: int, axis: str) -> int:
+    extent = dilation * (kernel - 1)
+    if extent % 2:
+        raise ShapeError(
+            f"`same` padding needs an odd kernel extent, but the {axis} extent is {extent + 1}",
+            fix="use an odd kernel size, or give the padding as a number (`p1`)",
+        )
+    return extent // 2
+
+
+def _padding(attrs: dict) -> tuple[int, int]:
+    pad = attrs["pad"]
+    if pad == "same":
+        if attrs["stride"] != (1, 1):
+            raise ShapeError(
+                "`same` padding keeps the size only at stride 1",
+                fix="give the padding as a number (`p1`), or use `s1`",
+            )
+        return (
+            _same_pad(attrs["kernel"][0], attrs["dilation"][0], "height"),
+            _same_pad(attrs["kernel"][1], attrs["dilation"][1], "width"),
+        )
+    return pad
+
+
+def _window_out(name, size, kernel, stride, pad, dilation, axis, ceil=False) -> tuple[int, str]:
+    """PyTorch's output size along one axis, with the arithmetic spelled out for errors."""
+    extent = dilation * (kernel - 1) + 1
+    padded = size + 2 * pad
+    if extent > padded:
+        smallest = extent - 2 * pad
+        raise ShapeError(
+            f"{name} needs at least {extent} {axis} (kernel {'with dilation ' if dilation > 1 else ''}"
+            f"{extent}), but its padded input is {padded} ({size} + 2*{pad})",
+            fix=(
+                f"pad it (`p{math.ceil((extent - size) / 2)}`), use a smaller kernel, "
+                f"or feed an input of at least {smallest} {axis}"
+            ),
+        )
+    span_ = padded - extent
+    out = (-(-span_ // stride) if ceil else span_ // stride) + 1
+    if ceil and (out - 1) * stride >= size + pad:  # PyTorch: the last window must start inside
+        out -= 1
+    arithmetic = f"({size} + 2*{pad} - {extent}) / {stride} + 1 = {span_ / stride + 1:g}"
+    return out, arithmetic
+
+
+def conv_shape(attrs: dict, ins: list[Shape]) -> Shape:
+    c, h, w = _spatial("CONV", ins[0])
+    groups = c if attrs["groups"] == "dw" else attrs["groups"]
+    filters = attrs["filters"] if attrs["filters"] is not None else c
+    for what, count in (("input channels", c), ("filters", filters)):
+        if count % groups:
+            raise ShapeError(
+                f"CONV with {groups} groups needs {what} divisible by {groups}, but has {count}",
+                notes=[f"{count} / {groups} = {count / groups:g}"],
+                fix=f"use a group count that divides both {c} and {filters}",
+            )
+    ph, pw = _padding(attrs)
+    (kh, kw), (sh, sw), (dh, dw) = attrs["kernel"], attrs["stride"], attrs["dilation"]
+    ho, _ = _window_out(f"CONV {fmt((kh, kw))}", h, kh, sh, ph, dh, "rows")
+    wo, _ = _window_out(f"CONV {fmt((kh, kw))}", w, kw, sw, pw, dw, "columns")
+    attrs["_groups"], attrs["_pad"], attrs["_filters"] = groups, (ph, pw), filters
+    return (filters, ho, wo)
+
+
+def conv_params(attrs, ins, out):
+    kh, kw = attrs["kernel"]
+    weight = (out[0], ins[0][0] // attrs["_groups"], kh, kw)
+    return {"weight": weight, "bias": (out[0],)} if attrs["bias"] else {"weight": weight}
+
+
+def conv_macs(attrs, ins, out):
+    kh, kw = attrs["kernel"]
+    return numel(out) * (ins[0][0] // attrs["_groups"]) * kh * kw
+
+
+def conv_window(attrs, ins):
+    (kh, kw), (dh, dw) = attrs["kernel"], attrs["dilation"]
+    return (dh * (kh - 1) + 1, dw * (kw - 1) + 1, *attrs["stride"], 1)
+
+
+def conv_ints(attrs, ins, out):
+    return (*attrs["kernel"], *attrs["stride"], *attrs["_pad"], *attrs["dilation"],
+            attrs["_groups"], int(attrs["bias"]))
+
+
+def conv_workspace(attrs, ins, out):
+    kh, kw = attrs["kernel"]
+    k = ins[0][0] // attrs["_groups"] * kh * kw
+    weights = out[0] * k
+    return 2 * k * out[1] * out[2] + weights + out[0]
+
+
+def deconv_shape(attrs: dict, ins: list[Shape]) -> Shape:
+    c, h, w = _spatial("DECONV", ins[0])
+    groups = c if attrs["groups"] == "dw" else attrs["groups"]
+    filters = attrs["filters"]
+    if filters is None:
+        raise ShapeError("DECONV needs its output channels", fix="e.g. `DECONV 32@2x2 s2`")
+    if c % groups or filters % groups:
+        raise ShapeError(
+            f"DECONV with {groups} groups needs channels divisible by {groups} "
+            f"(in {c}, out {filters})",
+            fix="use a group count that divides both channel counts",
+        )
+    (kh, kw), (sh, sw), (dh, dw) = attrs["kernel"], attrs["stride"], attrs["dilation"]
+    ph, pw = attrs["pad"] if attrs["pad"] != "same" else (0, 0)
+    oph, opw = attrs["outpad"]
+    if oph >= max(sh, dh) or opw >= max(sw, dw):
+        raise ShapeError("DECONV output padding must be smaller than the stride or the dilation")
+    ho = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
+    wo = (w - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
+    if ho < 1 or wo < 1:
+        raise ShapeError(
+            f"DECONV output would be {ho}x{wo}",
+            notes=[f"({h} - 1)*{sh} - 2*{ph} + {dh}*({kh} - 1) + {oph} + 1 = {ho}"],
+            fix="reduce the padding",
+        )
+    attrs["_groups"], attrs["_pad"] = groups, (ph, pw)
+    return (filters, ho, wo)
+
+
+def deconv_params(attrs, ins, out):
+    kh, kw = attrs["kernel"]
+    weight = (ins[0][0], out[0] // attrs["_groups"], kh, kw)
+    return {"weight": weight, "bias": (out[0],)} if attrs["bias"] else {"weight": weight}
+
+
+def deconv_macs(attrs, ins, out):
+    kh, kw = attrs["kernel"]
+    return numel(ins[0]) * (out[0] // attrs["_groups"]) * kh * kw
+
+
+def deconv_window(attrs, ins):
+    (kh, kw), (sh, sw), (dh, dw) = attrs["kernel"], attrs["stride"], attrs["dilation"]
+    return (-(-(dh * (kh - 1) + 1) // sh), -(-(dw * (kw - 1) + 1) // sw), sh, sw, -1)
+
+
+def deconv_ints(attrs, ins, out):
+    return conv_ints(attrs, ins, out) + tuple(attrs["outpad"])
+
+
+def deconv_workspace(attrs, ins, out):
+    kh, kw = attrs["kernel"]
+    k = out[0] // attrs["_groups"] * kh * kw
+    return 2 * k * ins[0][1] * ins[0][2] + ins[0][0] * k + out[0]
+
+
+CONV_OPTIONS = (
+    Option("filters", "count", None, help="filters@kernel, e.g. 6@5x5 (default: keep channels)"),
+    Option("kernel", "pair", help="kernel size, e.g. 5x5 or 3"),
+    Option("stride", "pair", (1, 1), short="s"),
+    Option("pad", "pair", (0, 0), short="p", words={"same": "same", "valid": (0, 0)}),
+    Option("dilation", "pair", (1, 1), short="d"),
+    Option("groups", "count", 1, short="g", words={"dw": "dw"}),
+    Option("bias", "bool", True, words={"nobias": False, "bias": True}),
+)
+
+# ---- pooling -----------------------------------------------------------------------------------
+
+POOL_MODES = {"max": 0, "avg": 1, "sum": 2}
+
+
+def pool_shape(attrs: dict, ins: list[Shape]) -> Shape:
+    c, h, w = _spatial("POOL", ins[0])
+    if attrs["global"]:
+        attrs["_kernel"], attrs["_stride"], attrs["_pad"] = (h, w), (1, 1), (0, 0)
+        return (c, 1, 1)
+    if attrs["kernel"] is None:
+        raise ShapeError("POOL needs a window size such as 2x2, or `global`", fix="POOL max 2x2 s2")
+    kernel = attrs["kernel"]
+    stride = attrs["stride"] or kernel
+    pad = attrs["pad"]
+    if pad == "same":
+        pad = (_same_pad(kernel[0], 1, "height"), _same_pad(kernel[1], 1, "width"))
+    if pad[0] * 2 > kernel[0] or pad[1] * 2 > kernel[1]:
+        raise ShapeError(
+            f"POOL padding {fmt(pad)} is more than half the window {fmt(kernel)}",
+            fix="pad at most half the window, as PyTorch requires",
+        )
+    ho, _ = _window_out(f"POOL {fmt(kernel)}", h, kernel[0], stride[0], pad[0], 1, "rows",
+                        attrs["ceil"])
+    wo, _ = _window_out(f"POOL {fmt(kernel)}", w, kernel[1], stride[1], pad[1], 1, "columns",
+                        attrs["ceil"])
+    attrs["_kernel"], attrs["_stride"], attrs["_pad"] = kernel, stride, pad
+    return (c, ho, wo)
+
+
+POOL_OPTIONS = (
+    Option("mode", "choice", "max", words={m: m for m in POOL_MODES}),
+    Option("kernel", "pair", None),
+    Option("stride", "pair", None, short="s", help="default: the window size"),
+    Option("pad", "pair", (0, 0), short="p", words={"same": "same", "valid": (0, 0)}),
+    Option("ceil", "bool", False, words={"ceil": True, "floor": False}),
+    Option("global", "bool", False, words={"global": True}),
+    Option("count_pad", "bool", True, words={"exclude_pad": False}),
+)
+
+# ---- fully connected, shape plumbing -------------------------------------------------------------
+
+
+def fc_params(attrs, ins, out):
+    weight = (attrs["units"], numel(ins[0]))
+    return {"weight": weight, "bias": (attrs["units"],)} if attrs["bias"] else {"weight": weight}
+
+
+def flat_window(attrs, ins):
+    """FC and FLATTEN see the whole feature map: the receptive field grows to cover it."""
+    shape = ins[0]
+    h, w = (shape[1], shape[2]) if len(shape) == 3 else (1, 1)
+    return (h, w, h, w, 1)
+
+
+def add_shape(attrs, ins):
+    first = ins[0]
+    for other in ins[1:]:
+        if other != first:
+            raise ShapeError(
+                f"ADD needs inputs of one shape, but gets {' and '.join(fmt(s) for s in ins)}",
+                fix="project the shortcut to the same shape (e.g. `CONV c@1x1 s2` on it)",
+            )
+    return first
+
+
+def concat_shape(attrs, ins):
+    if any(len(s) != len(ins[0]) for s in ins) or any(s[1:] != ins[0][1:] for s in ins):
+        raise ShapeError(
+            "CONCAT joins channels and needs one spatial size, but gets "
+            + ", ".join(fmt(s) for s in ins),
+            fix="pool, pad or upsample the branches to the same height and width",
+        )
+    return (sum(s[0] for s in ins), *ins[0][1:])
+
+
+def upsample_shape(attrs, ins):
+    c, h, w = _spatial("UPSAMPLE", ins[0])
+    sh, sw = attrs["scale"]
+    return (c, h * sh, w * sw)
+
+
+def bn_params(attrs, ins, out):
+    return {"weight": (ins[0][0],), "bias": (ins[0][0],)}
+
+
+def bn_buffers(attrs, ins, out):
+    return {"running_mean": (ins[0][0],), "running_var": (ins[0][0],)}
+
+
+def softmax_window(attrs, ins):
+    return None
+
+
+def _unit_window(attrs, ins):
+    return None
+
+
+def _pool_window(attrs, ins):
+    return (*attrs["_kernel"], *attrs["_stride"], 1)
+
+
+def _rate(value: float, name: str) -> None:
+    if not 0 <= value < 1:
+        raise ShapeError(f"{name} must be in [0, 1), but is {value:g}", fix=f"e.g. `{name} 0.5`")
+
+
+def dropout_shape(attrs, ins):
+    _rate(attrs["rate"], "DROPOUT")
+    return ins[0]
+
+
+def lrn_shape(attrs, ins):
+    _spatial("LRN", ins[0])
+    return ins[0]
+
+
+ONE_INPUT = (1, 1)
+MANY_INPUTS = (2, None)
+
+KINDS: tuple[LayerKind, ...] = (
+    LayerKind(
+        "CONV", "2-D convolution", CONV_OPTIONS, conv_shape, conv_params, macs=conv_macs,
+        window=conv_window, saves=frozenset({"input"}), int_attrs=conv_ints,
+        workspace=conv_workspace, spatial=True,
+    ),
+    LayerKind(
+        "DECONV", "transposed 2-D convolution",
+        CONV_OPTIONS[:6] + (Option("outpad", "pair", (0, 0), short="op"), CONV_OPTIONS[6]),
+        deconv_shape, deconv_params, macs=deconv_macs, window=deconv_window,
+        saves=frozenset({"input"}), int_attrs=deconv_ints, workspace=deconv_workspace,
+        spatial=True,
+    ),
+    LayerKind(
+        "POOL", "max, average or sum pooling", POOL_OPTIONS, pool_shape, window=_pool_window,
+        saves=frozenset({"input", "output"}),
+        int_attrs=lambda a, i, o: (*a["_kernel"], *a["_stride"], *a["_pad"],
+                                   POOL_MODES[a["mode"]], int(a["count_pad"])),
+        spatial=True,
+    ),
+    LayerKind(
+        "FC", "fully connected (flattens its input)",
+        (Option("units", "count", positional=True), CONV_OPTIONS[6]),
+        lambda a, i: (a["units"],), fc_params,
+        macs=lambda a, i, o: numel(i[0]) * a["units"], window=flat_window,
+        saves=frozenset({"input"}), int_attrs=lambda a, i, o: (int(a["bias"]),),
+    ),
+    LayerKind("FLATTEN", "flatten to a vector", (), lambda a, i: (numel(i[0]),)),
+    LayerKind("RELU", "max(x, 0)", saves=frozenset({"output"})),
+    LayerKind(
+        "LEAKYRELU", "x if x > 0 else slope * x",
+        (Option("slope", "float", 0.01, positional=True),), saves=frozenset({"output"}),
+        float_attrs=lambda a: (a["slope"],),
+    ),
+    LayerKind(
+        "ELU", "x if x > 0 else alpha * (exp(x) - 1)",
+        (Option("alpha", "float", 1.0, positional=True),), saves=frozenset({"output"}),
+        float_attrs=lambda a: (a["alpha"],),
+    ),
+    LayerKind("TANH", "hyperbolic tangent", saves=frozenset({"output"})),
+    LayerKind("SIGMOID", "logistic sigmoid", saves=frozenset({"output"})),
+    LayerKind("SOFTMAX", "softmax over channels", saves=frozenset({"output"})),
+    LayerKind(
+        "BN", "batch normalisation over channels",
+        (Option("eps", "float", 1e-5), Option("momentum", "float", 0.1)),
+        params=bn_params, buffers=bn_buffers, saves=frozenset({"input"}),
+        float_attrs=lambda a: (a["eps"], a["momentum"]),
+        state_size=lambda a, i, o: 4 * i[0][0],
+    ),
+    LayerKind(
+        "DROPOUT", "inverted dropout", (Option("rate", "float", 0.5, positional=True),),
+        dropout_shape, float_attrs=lambda a: (a["rate"],), aux=True,
+    ),
+    LayerKind(
+        "LRN", "local response normalisation across channels",
+        (Option("size", "count", 5, positional=True), Option("alpha", "float", 1e-4),
+         Option("beta", "float", 0.75), Option("k", "float", 1.0)),
+        lrn_shape, saves=frozenset({"input", "output"}),
+        int_attrs=lambda a, i, o: (a["size"],),
+        float_attrs=lambda a: (a["alpha"], a["beta"], a["k"]), spatial=True,
+    ),
+    LayerKind(
+        "UPSAMPLE", "nearest-neighbour upsampling",
+        (Option("scale", "pair", (2, 2), positional=True), Option("mode", "choice", "nearest",
+                                                                   words={"nearest": "nearest"})),
+        upsample_shape, window=lambda a, i: (1, 1, *a["scale"], -1),
+        int_attrs=lambda a, i, o: tuple(a["scale"]), spatial=True,
+    ),
+    LayerKind("ADD", "elementwise sum of branches", (), add_shape, arity=MANY_INPUTS),
+    LayerKind("CONCAT", "channel concatenation of branches", (), concat_shape, arity=MANY_INPUTS),
+)
+
+REGISTRY: dict[str, LayerKind] = {kind.name: kind for kind in KINDS}
+KIND_INDEX: dict[str, int] = {kind.name: index for index, kind in enumerate(KINDS)}

@@ -1,0 +1,490 @@
+"""parse: .cnn text -> Spec, a frozen AST that keeps every source location.
+
+The Transformer only builds nodes; every semantic check happens in later passes, so that no
+error ever comes back wrapped in lark's VisitError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+
+import lark
+from lark import Token, Transformer, v_args
+
+from .errors import Diagnostic, Loc, SpecError, did_you_mean
+
+MAX_SOURCE_BYTES = 1_000_000
+MAX_NESTING = 64
+
+# ---- the AST ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Num:
+    value: int | float
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class Ref:
+    name: str
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class BinOp:
+    op: str
+    left: Expr
+    right: Expr
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class Neg:
+    operand: Expr
+    loc: Loc
+
+
+Expr = Num | Ref | BinOp | Neg
+
+
+@dataclass(frozen=True)
+class Dims:
+    """A literal `AxBxC`."""
+
+    values: tuple[int, ...]
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class FiltersArg:
+    """`count@KxK` or `count@k`."""
+
+    count: Expr
+    kernel: Dims | Expr
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class KwArg:
+    key: str
+    value: Expr | Dims
+    loc: Loc
+
+
+Arg = FiltersArg | KwArg | Dims | Expr
+
+
+@dataclass(frozen=True)
+class Layer:
+    kind: str
+    args: tuple[Arg, ...]
+    repeat: int
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class CallArg:
+    key: str | None
+    value: Expr
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class Call:
+    block: str
+    args: tuple[CallArg, ...]
+    repeat: int
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class Merge:
+    kind: str
+    inputs: tuple[Ref, ...]
+    loc: Loc
+
+
+Link = Layer | Call | Ref | Merge
+
+
+@dataclass(frozen=True)
+class Chain:
+    links: tuple[Link, ...]
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Expr | None
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class Block:
+    name: str
+    params: tuple[Param, ...]
+    chains: tuple[Chain, ...]
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class Expect:
+    target: str
+    op: str
+    value: int | float | tuple[int, ...]
+    loc: Loc
+    target_loc: Loc
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    values: tuple[Expr | KwArg, ...]
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class Spec:
+    path: str
+    source: str
+    name: str | None
+    input: Dims | None
+    blocks: tuple[Block, ...]
+    chains: tuple[Chain, ...]
+    expects: tuple[Expect, ...]
+    train: tuple[Setting, ...]
+    header_locs: tuple[Loc, ...] = ()  # every `network`/`input` line, to report duplicates
+
+
+# ---- lark -> AST -------------------------------------------------------------------------------
+
+UNITS = {"k": 1_000, "M": 1_000_000, "G": 1_000_000_000}
+
+
+def number_value(text: str) -> int | float:
+    if text[-1] in UNITS:
+        value = float(text[:-1]) * UNITS[text[-1]]
+        return int(value) if value == int(value) else value
+    return int(text) if text.isdigit() else float(text)
+
+
+def dims_value(token: Token) -> Dims:
+    return Dims(tuple(int(v) for v in token.split("x")), Loc.of(token))
+
+
+def span(first: Loc, last: Loc) -> Loc:
+    return Loc(first.line, first.col, last.end_line, last.end_col)
+
+
+def loc_of(node) -> Loc:
+    return node.loc if hasattr(node, "loc") else Loc.of(node)
+
+
+def _binop(op: str, items) -> BinOp:
+    left, right = items
+    return BinOp(op, left, right, span(left.loc, right.loc))
+
+
+class _ToAst(Transformer):
+    def number(self, items):
+        (token,) = items
+        return Num(number_value(token), Loc.of(token))
+
+    def ref(self, items):
+        (token,) = items
+        return Ref(str(token), Loc.of(token))
+
+    def dims(self, items):
+        return dims_value(items[0])
+
+    def add(self, items):
+        return _binop("+", items)
+
+    def sub(self, items):
+        return _binop("-", items)
+
+    def mul(self, items):
+        return _binop("*", items)
+
+    def div(self, items):
+        return _binop("/", items)
+
+    def floordiv(self, items):
+        return _binop("//", items)
+
+    @v_args(meta=True)
+    def neg(self, meta, items):
+        return Neg(items[0], Loc.of(meta))
+
+    def filters(self, items):
+        count, kernel = items
+        kernel = dims_value(kernel) if isinstance(kernel, Token) else kernel
+        return FiltersArg(count, kernel, span(count.loc, kernel.loc))
+
+    def kwarg(self, items):
+        key, value = items
+        value = dims_value(value) if isinstance(value, Token) else value
+        return KwArg(str(key), value, span(Loc.of(key), value.loc))
+
+    def layer(self, items):
+        kind, *args, repeat = items
+        end = loc_of(repeat) if repeat is not None else (args[-1].loc if args else Loc.of(kind))
+        return Layer(str(kind), tuple(args), int(repeat[1:]) if repeat else 1, span(Loc.of(kind), end))
+
+    def merge(self, items):
+        kind, *inputs = items
+        return Merge(str(kind), tuple(inputs), span(Loc.of(kind), inputs[-1].loc))
+
+    @v_args(meta=True)
+    def call_arg(self, meta, items):
+        key, value = items
+        return CallArg(str(key) if key is not None else None, value, Loc.of(meta))
+
+    @v_args(meta=True)
+    def call(self, meta, items):
+        name, *args, repeat = items
+        args = tuple(a for a in args if a is not None)
+        return Call(str(name), args, int(repeat[1:]) if repeat else 1, Loc.of(meta))
+
+    def chain(self, items):
+        return Chain(tuple(items), span(items[0].loc, items[-1].loc))
+
+    @v_args(meta=True)
+    def param(self, meta, items):
+        name, default = items
+        return Param(str(name), default, Loc.of(meta))
+
+    @v_args(meta=True)
+    def block(self, meta, items):
+        name, *rest = items
+        params = tuple(p for p in rest if isinstance(p, Param))
+        chains = tuple(c for c in rest if isinstance(c, Chain))
+        return Block(str(name), params, chains, Loc.of(meta))
+
+    @v_args(meta=True)
+    def expect(self, meta, items):
+        target, op, value = items
+        value = dims_value(value).values if isinstance(value, Token) else value.value
+        return Expect(str(target), str(op), value, Loc.of(meta), Loc.of(target))
+
+    @v_args(meta=True)
+    def setting(self, meta, items):
+        key, *values = items
+        return Setting(str(key), tuple(values), Loc.of(meta))
+
+    @v_args(meta=True)
+    def train(self, meta, items):
+        return ("train", tuple(items))
+
+    @v_args(meta=True)
+    def network(self, meta, items):
+        return ("network", str(items[0]), Loc.of(meta))
+
+    @v_args(meta=True)
+    def input(self, meta, items):
+        token = items[0]
+        return ("input", dims_value(token), Loc.of(meta))
+
+
+class _JoinContinuations:
+    """Postlexer: a newline followed by `->` continues the chain instead of ending the statement."""
+
+    always_accept = ("_NL",)
+
+    def process(self, stream):
+        pending = None
+        for token in stream:
+            if token.type == "_NL":
+                pending = pending or token
+                continue
+            if pending is not None and token != "->":
+                yield pending
+            pending = None
+            yield token
+        if pending is not None:
+            yield pending
+
+
+@cache
+def _parser() -> lark.Lark:
+    grammar = files(__package__).joinpath("cnn.lark").read_text()
+    return lark.Lark(
+        grammar,
+        parser="lalr",
+        propagate_positions=True,
+        postlex=_JoinContinuations(),
+        maybe_placeholders=True,
+    )
+
+
+# ---- friendly syntax errors ---------------------------------------------------------------------
+
+TERMINAL_WORDS = {
+    "KIND": "a layer keyword such as CONV",
+    "NAME": "a name",
+    "INT": "a number",
+    "FLOAT": "a number",
+    "QUANTITY": "a number such as 100k",
+    "DIMS": "a size such as 3x3",
+    "REPEAT": "a repeat such as x2",
+    "COMPARE": "a comparison such as == or <=",
+    "_NL": "the end of the line",
+    "$END": "the end of the file",
+    "MINUS": "`-`",
+    "LPAR": "`(`",
+    "RPAR": "`)`",
+    "COMMA": "`,`",
+    "LBRACE": "`{`",
+    "RBRACE": "`}`",
+    "AT": "`@`",
+    "EQUAL": "`=`",
+}
+
+
+def _describe_token(token) -> str:
+    if token is None or token.type == "$END":
+        return "the end of the file"
+    if token.type == "_NL":
+        return "the end of the line"
+    return f"`{token}`"
+
+
+def _expected_words(expected) -> str:
+    words = sorted({TERMINAL_WORDS.get(t, f"`{t.lower()}`") for t in expected})
+    return ", ".join(words[:6]) if words else "something else"
+
+
+def _syntax_diagnostic(error: lark.exceptions.UnexpectedInput, path: str, source: str) -> Diagnostic:
+    from .layers import REGISTRY  # layer names for "did you mean"
+
+    line, col = error.line, error.column
+    if isinstance(error, lark.exceptions.UnexpectedCharacters):
+        char = source[error.pos_in_stream] if error.pos_in_stream < len(source) else "?"
+        return Diagnostic(
+            f"unexpected character {char!r}",
+            Loc(line, col, line, col + 1),
+            fix="layer arguments are words and numbers such as `6@5x5`, `s2`, `p1`, `max`, `key=value`",
+            path=path,
+        )
+    token = getattr(error, "token", None)
+    expected = getattr(error, "expected", None) or getattr(error, "accepts", None) or set()
+    if token is None or token.type == "$END":
+        lines = source.splitlines() or [""]
+        line, col = len(lines), len(lines[-1]) + 1
+        loc = Loc(line, col, line, col + 1)
+    else:
+        loc = Loc(token.line, token.column, token.end_line or token.line, token.end_column or col + 1)
+    message = f"unexpected {_describe_token(token)}; expected {_expected_words(expected)}"
+    fix = None
+    if token is not None and token.type == "NAME" and token.upper() in REGISTRY:
+        fix = f"layer keywords are written in capitals: `{token.upper()}`"
+    elif token is not None and token.type == "NAME" and "KIND" in expected:
+        hint = did_you_mean(token.upper(), REGISTRY)
+        fix = hint or None
+    elif token is not None and token.type == "KIND" and token not in REGISTRY:
+        fix = did_you_mean(str(token), REGISTRY) or None
+    elif token is not None and token == "->" and "KIND" in expected:
+        fix = "put a layer, a block call or a name between the arrows"
+    elif token is not None and token.type == "_NL" and "RPAR" in expected:
+        fix = "close the parenthesis on the same line"
+    return Diagnostic(message, loc, fix=fix, path=path)
+
+
+def _too_deep(source: str) -> int | None:
+    """The offset where bracket nesting passes MAX_NESTING, which would exhaust the recursion."""
+    depth = 0
+    for offset, char in enumerate(source):
+        depth += char in "({"
+        depth -= char in ")}"
+        if depth > MAX_NESTING:
+            return offset
+    return None
+
+
+def _loc_at(source: str, offset: int) -> Loc:
+    line = source.count("\n", 0, offset) + 1
+    col = offset - (source.rfind("\n", 0, offset) + 1) + 1
+    return Loc(line, col, line, col + 1)
+
+
+def decode(data: bytes, path: str) -> str:
+    if len(data) > MAX_SOURCE_BYTES:
+        raise SpecError(
+            Diagnostic(
+                f"the file is {len(data):,} bytes; a spec may be at most {MAX_SOURCE_BYTES:,}",
+                path=path,
+                fix="is this really a .cnn spec? blocks and `xN` repeats keep big nets short",
+            )
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SpecError(
+            Diagnostic(
+                f"the file is not UTF-8 text (byte {error.start} is 0x{data[error.start]:02x})",
+                _loc_at(data[: error.start].decode("utf-8", "replace"), error.start),
+                path=path,
+                fix="save the spec as UTF-8 text",
+            )
+        ) from None
+    if "\x00" in text:
+        raise SpecError(
+            Diagnostic(
+                "the file contains NUL bytes; it looks binary",
+                _loc_at(text, text.index("\x00")),
+                path=path,
+            )
+        )
+    return text
+
+
+def parse(source: str, path: str = "<spec>") -> Spec:
+    """Parse .cnn text into a Spec, raising SpecError with a located, friendly message."""
+    deep = _too_deep(source)
+    if deep is not None:
+        raise SpecError(
+            Diagnostic(
+                f"brackets nest deeper than {MAX_NESTING} levels",
+                _loc_at(source, deep),
+                path=path,
+                fix="simplify the expression",
+            )
+        )
+    try:
+        tree = _parser().parse(source)
+        items = _ToAst().transform(tree).children
+    except lark.exceptions.UnexpectedInput as error:
+        raise SpecError(_syntax_diagnostic(error, path, source)) from None
+    except RecursionError:
+        raise SpecError(Diagnostic("the spec nests too deeply to read", path=path)) from None
+
+    headers = {"network": [], "input": []}
+    blocks, chains, expects, train = [], [], [], []
+    for item in items:
+        if isinstance(item, tuple) and item[0] in headers:
+            headers[item[0]].append(item)
+        elif isinstance(item, tuple) and item[0] == "train":
+            train.extend(item[1])
+        elif isinstance(item, Block):
+            blocks.append(item)
+        elif isinstance(item, Chain):
+            chains.append(item)
+        elif isinstance(item, Expect):
+            expects.append(item)
+    name = headers["network"][0][1] if headers["network"] else None
+    shape = headers["input"][0][1] if headers["input"] else None
+    header_locs = tuple(h[2] for group in headers.values() for h in group[1:])
+    return Spec(
+        path, source, name, shape, tuple(blocks), tuple(chains), tuple(expects), tuple(train),
+        header_locs,
+    )
+
+
+def parse_file(path: str) -> Spec:
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_SOURCE_BYTES + 1)
+    return parse(decode(data, path), path)
