@@ -430,3 +430,35 @@ KINDS: tuple[LayerKind, ...] = (
 
 REGISTRY: dict[str, LayerKind] = {kind.name: kind for kind in KINDS}
 KIND_INDEX: dict[str, int] = {kind.name: index for index, kind in enumerate(KINDS)}
+
+
+def describe(kind_name: str, attrs: dict) -> str:
+    """The layer as a reader would write it: keyword plus every argument that is not a default."""
+    if kind_name == "INPUT":
+        return "input"
+    kind = REGISTRY[kind_name]
+    parts = [kind_name]
+    for option in kind.options:
+        value = attrs.get(option.name, option.default)
+        if option.name == "filters" and value is not None:
+            parts.append(f"{value}@{fmt(attrs['kernel'])}")
+            continue
+        if option.name == "kernel" and attrs.get("filters") is not None:
+            continue
+        if (value == option.default and option.kind != "choice") or value is None:
+            continue
+        word = next((w for w, v in option.words.items() if v == value), None)
+        if word is not None:
+            parts.append(word)
+        elif isinstance(value, tuple):
+            text = str(value[0]) if value[0] == value[1] else fmt(value)
+            if option.name == "kernel" or option.positional:
+                parts.append(fmt(value))
+            else:
+                parts.append(f"{option.short}{text}" if option.short else f"{option.name}={text}")
+        elif option.positional:
+            parts.append(f"{value:g}" if isinstance(value, float) else str(value))
+        else:
+            parts.append(f"{option.name}={value:g}" if isinstance(value, float)
+                         else f"{option.name}={value}")
+    return " ".join(parts)
