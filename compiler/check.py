@@ -80,8 +80,11 @@ def _layer(node: Node, ins: list[Layer]) -> Layer:
     if min(shape) < 1:
         raise ShapeError(f"{node.kind} would output an empty tensor {fmt(shape)}")
     if numel(shape) > MAX_TENSOR:
-        raise ShapeError(f"{node.kind} outputs {numel(shape):,} values per sample, past the "
-                         f"bound of {MAX_TENSOR:,}", fix="reduce the sizes")
+        raise ShapeError(
+            f"{node.kind} outputs {numel(shape):,} values per sample, past the "
+            f"bound of {MAX_TENSOR:,}",
+            fix="reduce the sizes",
+        )
     rf = tuple(max(layer.rf[a] for layer in ins) for a in range(2))
     jump = tuple(max(layer.jump[a] for layer in ins) for a in range(2))
     window = kind.window(attrs, in_shapes) if kind.window else None
@@ -94,9 +97,16 @@ def _layer(node: Node, ins: list[Layer]) -> Layer:
             jump = (jump[0] / sh, jump[1] / sw)
             rf = (rf[0] + (kh - 1) * jump[0], rf[1] + (kw - 1) * jump[1])
     rf = (math.ceil(rf[0]), math.ceil(rf[1]))
-    return Layer(node, attrs, shape, kind.params(attrs, in_shapes, shape),
-                 kind.buffers(attrs, in_shapes, shape), kind.macs(attrs, in_shapes, shape),
-                 rf, jump)
+    return Layer(
+        node,
+        attrs,
+        shape,
+        kind.params(attrs, in_shapes, shape),
+        kind.buffers(attrs, in_shapes, shape),
+        kind.macs(attrs, in_shapes, shape),
+        rf,
+        jump,
+    )
 
 
 def check(graph: Graph, verify_expects: bool = True) -> Checked:
@@ -173,21 +183,26 @@ def verify(checked: Checked, expect: Expect, path: str):
     actual = _actual(checked, expect.target)
     if actual is None:
         hint = did_you_mean(expect.target, expect_targets(checked))
-        return Diagnostic(f"expect: unknown figure or tensor `{expect.target}`", expect.target_loc,
-                          fix=hint or "use params, macs, flops, buffers, output or a tensor name",
-                          path=path)
+        return Diagnostic(
+            f"expect: unknown figure or tensor `{expect.target}`",
+            expect.target_loc,
+            fix=hint or "use params, macs, flops, buffers, output or a tensor name",
+            path=path,
+        )
     wanted = expect.value
     if isinstance(actual, tuple):
         wanted = wanted if isinstance(wanted, tuple) else (wanted,)
         if expect.op not in ("==", "!="):
-            return Diagnostic(f"expect: a shape can only be compared with == or !=", expect.loc,
-                              path=path)
+            return Diagnostic(
+                "expect: a shape can only be compared with == or !=", expect.loc, path=path
+            )
         passed = COMPARE[expect.op](tuple(actual), wanted)
         shown_actual, shown_wanted = fmt(actual), fmt(wanted)
     else:
         if isinstance(wanted, tuple):
-            return Diagnostic(f"expect: `{expect.target}` is a number, not a shape", expect.loc,
-                              path=path)
+            return Diagnostic(
+                f"expect: `{expect.target}` is a number, not a shape", expect.loc, path=path
+            )
         passed = COMPARE[expect.op](actual, wanted)
         shown_actual, shown_wanted = f"{actual:,}", f"{wanted:,}"
     if passed:

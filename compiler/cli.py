@@ -74,9 +74,16 @@ def _source(path) -> str | None:
 
 
 def _diagnostic_json(d: Diagnostic) -> dict:
-    return {"severity": d.severity, "message": d.message, "line": d.loc.line, "col": d.loc.col,
-            "end_line": d.loc.end_line, "end_col": d.loc.end_col, "notes": list(d.notes),
-            "fix": d.fix}
+    return {
+        "severity": d.severity,
+        "message": d.message,
+        "line": d.loc.line,
+        "col": d.loc.col,
+        "end_line": d.loc.end_line,
+        "end_col": d.loc.end_col,
+        "notes": list(d.notes),
+        "fix": d.fix,
+    }
 
 
 def _github_escape(text: str, property_: bool = False) -> str:
@@ -87,8 +94,12 @@ def _github_escape(text: str, property_: bool = False) -> str:
 def _github(d: Diagnostic) -> str:
     props = [f"file={_github_escape(d.path, True)}"]
     if d.loc.line:
-        props += [f"line={d.loc.line}", f"col={d.loc.col}", f"endLine={d.loc.end_line}",
-                  f"endColumn={d.loc.end_col}"]
+        props += [
+            f"line={d.loc.line}",
+            f"col={d.loc.col}",
+            f"endLine={d.loc.end_line}",
+            f"endColumn={d.loc.end_col}",
+        ]
     props.append("title=cnnc")
     body = "\n".join([d.message, *d.notes, *([f"fix: {d.fix}"] if d.fix else [])])
     return f"::{d.severity} {','.join(props)}::{_github_escape(body)}"
@@ -100,23 +111,42 @@ def cmd_check(args) -> int:
     for path in files:
         try:
             checked = load(path, args.input)
-            results.append({"path": str(path), "ok": True, "network": checked.graph.name,
-                            "params": checked.params, "macs": checked.macs,
-                            "output_shape": list(checked.output.shape), "diagnostics": []})
+            results.append(
+                {
+                    "path": str(path),
+                    "ok": True,
+                    "network": checked.graph.name,
+                    "params": checked.params,
+                    "macs": checked.macs,
+                    "output_shape": list(checked.output.shape),
+                    "diagnostics": [],
+                }
+            )
             if args.format == "text":
-                print(f"{path}: ok  {checked.graph.name}: {checked.params:,} params, "
-                      f"{checked.macs:,} MACs, output {'x'.join(map(str, checked.output.shape))}")
+                print(
+                    f"{path}: ok  {checked.graph.name}: {checked.params:,} params, "
+                    f"{checked.macs:,} MACs, output {'x'.join(map(str, checked.output.shape))}"
+                )
         except SpecError as error:
             failed += 1
-            results.append({"path": str(path), "ok": False,
-                            "diagnostics": [_diagnostic_json(d) for d in error.diagnostics]})
+            results.append(
+                {
+                    "path": str(path),
+                    "ok": False,
+                    "diagnostics": [_diagnostic_json(d) for d in error.diagnostics],
+                }
+            )
             if args.format == "text":
                 print(error.render(_source(path)))
             elif args.format == "github":
                 print("\n".join(_github(d) for d in error.diagnostics))
     if args.format == "json":
-        print(json.dumps({"ok": failed == 0, "checked": len(files), "failed": failed,
-                          "files": results}, indent=2))
+        print(
+            json.dumps(
+                {"ok": failed == 0, "checked": len(files), "failed": failed, "files": results},
+                indent=2,
+            )
+        )
     elif args.format == "text" and len(files) > 1:
         print(f"{len(files)} specs checked: {len(files) - failed} ok, {failed} with errors")
     return EXIT_SPEC if failed else EXIT_OK
@@ -182,14 +212,14 @@ def write_atomic(path: str, text: str) -> None:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
-        prog="cnnc", description="A declarative CNN architecture compiler.")
+        prog="cnnc", description="A declarative CNN architecture compiler."
+    )
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = sub.add_parser("check", help="shape-check specs and verify their `expect` lines")
     check.add_argument("paths", nargs="+", metavar="PATH", help=".cnn files or folders")
     check.add_argument("--format", choices=("text", "json", "github"), default="text")
-    check.add_argument("--input", type=_shape_arg, metavar="CxHxW",
-                       help="override the input size")
+    check.add_argument("--input", type=_shape_arg, metavar="CxHxW", help="override the input size")
     check.set_defaults(run=cmd_check)
 
     report = sub.add_parser("report", help="print the per-layer shape, parameter and cost table")
@@ -203,8 +233,12 @@ def parser() -> argparse.ArgumentParser:
     compile_.add_argument("spec")
     compile_.add_argument("-o", "--output", help="write the plan as JSON")
     compile_.add_argument("--batch", type=_positive, default=1)
-    compile_.add_argument("--threads", type=_positive, default=None,
-                          help="threads the runtime will use (default: all cores)")
+    compile_.add_argument(
+        "--threads",
+        type=_positive,
+        default=None,
+        help="threads the runtime will use (default: all cores)",
+    )
     compile_.add_argument("--inference", action="store_true", help="plan forward only")
     compile_.add_argument("--input", type=_shape_arg, metavar="CxHxW")
     compile_.set_defaults(run=cmd_compile)

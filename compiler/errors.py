@@ -38,7 +38,11 @@ class Diagnostic:
         where = f"{self.path}:{self.loc.line}:{self.loc.col}" if self.loc.line else self.path
         lines = [f"{where}: {self.severity}: {self.message}"]
         if source is not None and self.loc.line:
-            text = source.splitlines()[self.loc.line - 1] if source.count("\n") + 1 >= self.loc.line else ""
+            text = (
+                source.splitlines()[self.loc.line - 1]
+                if source.count("\n") + 1 >= self.loc.line
+                else ""
+            )
             text = text.expandtabs(1)
             width = (self.loc.end_col - self.loc.col) if self.loc.end_line == self.loc.line else 1
             lines.append(f"  {text}")

@@ -9,8 +9,21 @@ from dataclasses import dataclass, field
 from .errors import Loc, Problems, did_you_mean
 from .layers import REGISTRY, REQUIRED, LayerKind, Option
 from .syntax import (
-    BinOp, Block, Call, Chain, Dims, Expect, Expr, FiltersArg, KwArg, Layer, Merge, Neg, Num,
-    Ref, Setting, Spec,
+    Block,
+    Call,
+    Chain,
+    Dims,
+    Expect,
+    Expr,
+    FiltersArg,
+    KwArg,
+    Layer,
+    Merge,
+    Neg,
+    Num,
+    Ref,
+    Setting,
+    Spec,
 )
 
 MAX_NODES = 100_000
@@ -70,8 +83,9 @@ class _Expander:
         self.blocks: dict[str, Block] = {}
         for block in spec.blocks:
             if block.name in self.blocks:
-                problems.add(f"block `{block.name}` is defined twice", block.loc,
-                             fix="rename one of them")
+                problems.add(
+                    f"block `{block.name}` is defined twice", block.loc, fix="rename one of them"
+                )
             self.blocks[block.name] = block
 
     # -- expressions --
@@ -86,8 +100,9 @@ class _Expander:
                 return expr.name
             hint = did_you_mean(expr.name, scope.params)
             known = ", ".join(scope.params) or "none here"
-            self.problems.add(f"unknown parameter `{expr.name}` (parameters: {known})", expr.loc,
-                              fix=hint or None)
+            self.problems.add(
+                f"unknown parameter `{expr.name}` (parameters: {known})", expr.loc, fix=hint or None
+            )
             return None
         if isinstance(expr, Neg):
             value = self.evaluate(expr.operand, scope)
@@ -137,29 +152,42 @@ class _Expander:
         for arg in layer.args:
             if isinstance(arg, FiltersArg):
                 if "filters" not in options:
-                    self.problems.add(f"{kind.name} takes no `filters@kernel`", arg.loc,
-                                      fix=self.usage(kind))
+                    self.problems.add(
+                        f"{kind.name} takes no `filters@kernel`", arg.loc, fix=self.usage(kind)
+                    )
                     continue
                 assign(options["filters"], self.evaluate(arg.count, scope), arg.loc)
-                kernel = (arg.kernel.values if isinstance(arg.kernel, Dims)
-                          else self.evaluate(arg.kernel, scope))
+                kernel = (
+                    arg.kernel.values
+                    if isinstance(arg.kernel, Dims)
+                    else self.evaluate(arg.kernel, scope)
+                )
                 assign(options["kernel"], kernel, arg.loc)
             elif isinstance(arg, Dims):
                 target = options.get("kernel") or positional
                 if target is None:
-                    self.problems.add(f"{kind.name} takes no size `{'x'.join(map(str, arg.values))}`",
-                                      arg.loc, fix=self.usage(kind))
+                    self.problems.add(
+                        f"{kind.name} takes no size `{'x'.join(map(str, arg.values))}`",
+                        arg.loc,
+                        fix=self.usage(kind),
+                    )
                     continue
                 assign(target, arg.values, arg.loc)
             elif isinstance(arg, KwArg):
                 option = options.get(arg.key)
                 if option is None:
                     hint = did_you_mean(arg.key, options)
-                    self.problems.add(f"{kind.name} has no argument `{arg.key}`", arg.loc,
-                                      fix=hint or self.usage(kind))
+                    self.problems.add(
+                        f"{kind.name} has no argument `{arg.key}`",
+                        arg.loc,
+                        fix=hint or self.usage(kind),
+                    )
                     continue
-                value = (arg.value.values if isinstance(arg.value, Dims)
-                         else self.evaluate(arg.value, scope, words_ok=True))
+                value = (
+                    arg.value.values
+                    if isinstance(arg.value, Dims)
+                    else self.evaluate(arg.value, scope, words_ok=True)
+                )
                 assign(option, value, arg.loc)
             else:
                 value = self.evaluate(arg, scope, words_ok=True)
@@ -168,8 +196,9 @@ class _Expander:
                 if isinstance(value, str):
                     self.word(value, arg.loc, kind, assign)
                 elif positional is None:
-                    self.problems.add(f"{kind.name} takes no bare number", arg.loc,
-                                      fix=self.usage(kind))
+                    self.problems.add(
+                        f"{kind.name} takes no bare number", arg.loc, fix=self.usage(kind)
+                    )
                 else:
                     assign(positional, value, arg.loc)
         if len(self.problems.found) > before:
@@ -177,8 +206,9 @@ class _Expander:
         for option in kind.options:
             if option.name not in attrs:
                 if option.default is REQUIRED:
-                    self.problems.add(f"{kind.name} needs its {option.name}", layer.loc,
-                                      fix=self.usage(kind))
+                    self.problems.add(
+                        f"{kind.name} needs its {option.name}", layer.loc, fix=self.usage(kind)
+                    )
                     return None
                 attrs[option.name] = option.default
         return attrs
@@ -193,21 +223,33 @@ class _Expander:
             for option in kind.options:
                 if option.short == match.group(1):
                     text = match.group(2)
-                    value = (tuple(int(v) for v in text.split("x")) if "x" in text
-                             else float(text) if "." in text else int(text))
+                    value = (
+                        tuple(int(v) for v in text.split("x"))
+                        if "x" in text
+                        else float(text)
+                        if "." in text
+                        else int(text)
+                    )
                     assign(option, value, loc)
                     return
-        choices = [w for o in kind.options for w in o.words] + [
-            f"{o.short}1" for o in kind.options if o.short] + [o.name for o in kind.options]
+        choices = (
+            [w for o in kind.options for w in o.words]
+            + [f"{o.short}1" for o in kind.options if o.short]
+            + [o.name for o in kind.options]
+        )
         hint = did_you_mean(word, choices)
-        self.problems.add(f"{kind.name} has no argument `{word}`", loc,
-                          fix=hint or self.usage(kind))
+        self.problems.add(
+            f"{kind.name} has no argument `{word}`", loc, fix=hint or self.usage(kind)
+        )
 
     def convert(self, option: Option, value, loc: Loc, kind: LayerKind):
         def bad(expected: str):
             shown = "x".join(map(str, value)) if isinstance(value, tuple) else value
-            self.problems.add(f"{kind.name} {option.name} must be {expected}, not `{shown}`", loc,
-                              fix=self.usage(kind))
+            self.problems.add(
+                f"{kind.name} {option.name} must be {expected}, not `{shown}`",
+                loc,
+                fix=self.usage(kind),
+            )
 
         if value is None:
             return None
@@ -226,8 +268,12 @@ class _Expander:
             if len(pair) == 1:
                 pair = (pair[0], pair[0])
             least = 0 if option.name in ("pad", "outpad") else 1
-            if (len(pair) != 2 or any(not isinstance(v, int) for v in pair)
-                    or any(v < least for v in pair) or any(v > MAX_DIM for v in pair)):
+            if (
+                len(pair) != 2
+                or any(not isinstance(v, int) for v in pair)
+                or any(v < least for v in pair)
+                or any(v > MAX_DIM for v in pair)
+            ):
                 word = "non-negative" if least == 0 else "positive"
                 return bad(f"a {word} size such as 3 or 3x3")
             return tuple(pair)
@@ -259,15 +305,21 @@ class _Expander:
                 parts.append(f"<{option.name}>")
             else:
                 parts.append(f"{option.name}=N")
-        return f"{kind.name} takes: " + " ".join(dict.fromkeys(parts)) if parts else (
-            f"{kind.name} takes no arguments")
+        return (
+            f"{kind.name} takes: " + " ".join(dict.fromkeys(parts))
+            if parts
+            else (f"{kind.name} takes no arguments")
+        )
 
     # -- graph building --
 
     def add(self, kind: str, attrs: dict, inputs: tuple[int, ...], loc: Loc, scope: _Scope) -> int:
         if len(self.nodes) >= MAX_NODES:
-            self.problems.add(f"the network expands to more than {MAX_NODES:,} layers", loc,
-                              fix="lower the repeat counts")
+            self.problems.add(
+                f"the network expands to more than {MAX_NODES:,} layers",
+                loc,
+                fix="lower the repeat counts",
+            )
             raise _Stop
         index = len(self.nodes)
         name = scope.fresh(kind) if kind != "INPUT" else "input"
@@ -279,19 +331,28 @@ class _Expander:
             return scope.names[ref.name]
         hint = did_you_mean(ref.name, scope.names)
         known = ", ".join(n for n in scope.names) or "none yet"
-        self.problems.add(f"`{ref.name}` is not defined here (defined: {known})", ref.loc,
-                          fix=hint or "name a tensor by ending a chain with `-> name` first")
+        self.problems.add(
+            f"`{ref.name}` is not defined here (defined: {known})",
+            ref.loc,
+            fix=hint or "name a tensor by ending a chain with `-> name` first",
+        )
         return None
 
     def bind(self, ref: Ref, tensor: int, scope: _Scope) -> None:
         if ref.name in scope.params:
-            self.problems.add(f"`{ref.name}` is a block parameter and cannot name a tensor",
-                              ref.loc, fix="choose another name")
+            self.problems.add(
+                f"`{ref.name}` is a block parameter and cannot name a tensor",
+                ref.loc,
+                fix="choose another name",
+            )
         elif ref.name in scope.names:
             first = scope.name_locs.get(ref.name)
             where = f" (first at line {first.line})" if first and first.line else ""
-            self.problems.add(f"`{ref.name}` is already defined{where}", ref.loc,
-                              fix="give each tensor its own name")
+            self.problems.add(
+                f"`{ref.name}` is already defined{where}",
+                ref.loc,
+                fix="give each tensor its own name",
+            )
         else:
             scope.names[ref.name] = tensor
             scope.name_locs[ref.name] = ref.loc
@@ -302,12 +363,16 @@ class _Expander:
             kind = REGISTRY.get(link.kind)
             if kind is None:
                 hint = did_you_mean(link.kind, REGISTRY)
-                self.problems.add(f"unknown layer `{link.kind}`", link.loc,
-                                  fix=hint or "layers: " + ", ".join(REGISTRY))
+                self.problems.add(
+                    f"unknown layer `{link.kind}`",
+                    link.loc,
+                    fix=hint or "layers: " + ", ".join(REGISTRY),
+                )
                 return None
             if kind.arity[0] > 1:
-                self.problems.add(f"{kind.name} merges named branches: write "
-                                  f"`{kind.name}(a, b)`", link.loc)
+                self.problems.add(
+                    f"{kind.name} merges named branches: write `{kind.name}(a, b)`", link.loc
+                )
                 return None
             attrs = self.interpret(link, kind, scope)
             if attrs is None or current is None or not self.repeat_ok(link):
@@ -335,9 +400,11 @@ class _Expander:
         kind = REGISTRY.get(merge.kind)
         if kind is None or kind.arity[0] < 2:
             merges = [k.name for k in REGISTRY.values() if k.arity[0] > 1]
-            self.problems.add(f"`{merge.kind}(...)` is not a merge; merges are "
-                              + ", ".join(merges), merge.loc,
-                              fix=did_you_mean(merge.kind, merges) or None)
+            self.problems.add(
+                f"`{merge.kind}(...)` is not a merge; merges are " + ", ".join(merges),
+                merge.loc,
+                fix=did_you_mean(merge.kind, merges) or None,
+            )
             return None
         if len(merge.inputs) < 2:
             self.problems.add(f"{kind.name} needs at least two inputs", merge.loc)
@@ -355,8 +422,11 @@ class _Expander:
                 current = self.merge(first, scope)
             elif isinstance(first, Ref):
                 if not rest:
-                    self.problems.add(f"`{first.name}` alone does nothing", first.loc,
-                                      fix=f"continue it: `{first.name} -> ...`")
+                    self.problems.add(
+                        f"`{first.name}` alone does nothing",
+                        first.loc,
+                        fix=f"continue it: `{first.name} -> ...`",
+                    )
                 current = self.lookup(first, scope)
             else:
                 current = self.link(first, current, scope)
@@ -373,14 +443,20 @@ class _Expander:
         if block is None:
             hint = did_you_mean(call.block, self.blocks)
             upper = call.block.upper()
-            fix = (f"layer keywords are written in capitals: `{upper}`" if upper in REGISTRY
-                   else hint or "define it first: `block name(params) { in -> ... -> out }`")
+            fix = (
+                f"layer keywords are written in capitals: `{upper}`"
+                if upper in REGISTRY
+                else hint or "define it first: `block name(params) { in -> ... -> out }`"
+            )
             self.problems.add(f"unknown block `{call.block}`", call.loc, fix=fix)
             return None
         if block.name in scope.stack:
             cycle = " -> ".join((*scope.stack, block.name))
-            self.problems.add(f"block `{block.name}` calls itself ({cycle})", call.loc,
-                              fix="a block may call only other blocks")
+            self.problems.add(
+                f"block `{block.name}` calls itself ({cycle})",
+                call.loc,
+                fix="a block may call only other blocks",
+            )
             raise _Stop
         if len(scope.stack) >= MAX_CALL_DEPTH:
             self.problems.add(f"blocks nest deeper than {MAX_CALL_DEPTH}", call.loc)
@@ -403,8 +479,11 @@ class _Expander:
         ok = True
         positional = [a for a in call.args if a.key is None]
         if len(positional) > len(names):
-            self.problems.add(f"block `{block.name}` takes {len(names)} argument(s) "
-                              f"({', '.join(names)}), but gets {len(positional)}", call.loc)
+            self.problems.add(
+                f"block `{block.name}` takes {len(names)} argument(s) "
+                f"({', '.join(names)}), but gets {len(positional)}",
+                call.loc,
+            )
             return None
         for name, arg in zip(names, positional, strict=False):
             values[name] = self.evaluate(arg.value, scope)
@@ -413,8 +492,11 @@ class _Expander:
                 continue
             if arg.key not in names:
                 hint = did_you_mean(arg.key, names)
-                self.problems.add(f"block `{block.name}` has no parameter `{arg.key}`", arg.loc,
-                                  fix=hint or f"parameters: {', '.join(names)}")
+                self.problems.add(
+                    f"block `{block.name}` has no parameter `{arg.key}`",
+                    arg.loc,
+                    fix=hint or f"parameters: {', '.join(names)}",
+                )
                 ok = False
             elif arg.key in values:
                 self.problems.add(f"parameter `{arg.key}` is given twice", arg.loc)
@@ -425,8 +507,9 @@ class _Expander:
         for param in block.params:
             if param.name not in values:
                 if param.default is None:
-                    self.problems.add(f"block `{block.name}` needs parameter `{param.name}`",
-                                      call.loc)
+                    self.problems.add(
+                        f"block `{block.name}` needs parameter `{param.name}`", call.loc
+                    )
                     ok = False
                 else:
                     values[param.name] = self.evaluate(param.default, defaults)
@@ -450,38 +533,58 @@ def expand(spec: Spec) -> Graph:
                 problems.add(f"parameter `{param.name}` is listed twice", param.loc)
             seen.add(param.name)
     scope = _Scope("", {}, {"in": 0})
-    expander.nodes.append(Node(0, "input", "INPUT", {}, (), spec.input.loc if spec.input else
-                               Loc(1, 1, 1, 2)))
+    expander.nodes.append(
+        Node(0, "input", "INPUT", {}, (), spec.input.loc if spec.input else Loc(1, 1, 1, 2))
+    )
     output = None
     if not spec.chains:
-        problems.add("the spec has no layers", Loc(1, 1, 1, 2),
-                     fix="add a chain such as `CONV 6@5x5 -> RELU -> FC 10`")
+        problems.add(
+            "the spec has no layers",
+            Loc(1, 1, 1, 2),
+            fix="add a chain such as `CONV 6@5x5 -> RELU -> FC 10`",
+        )
     try:
         output = expander.chains(spec.chains, 0, scope)
     except _Stop:
         pass
     problems.raise_if_any()
     return Graph(
-        spec.path, spec.source, spec.name or _stem(spec.path), shape, tuple(expander.nodes),
-        output, dict(expander.tensors), spec.expects, spec.train,
+        spec.path,
+        spec.source,
+        spec.name or _stem(spec.path),
+        shape,
+        tuple(expander.nodes),
+        output,
+        dict(expander.tensors),
+        spec.expects,
+        spec.train,
     )
 
 
 def _input_shape(spec: Spec, problems: Problems) -> tuple[int, ...]:
     if spec.input is None:
-        problems.add("the spec has no input shape", Loc(1, 1, 1, 2),
-                     fix="add a line such as `input 1x28x28` (channels x height x width)")
+        problems.add(
+            "the spec has no input shape",
+            Loc(1, 1, 1, 2),
+            fix="add a line such as `input 1x28x28` (channels x height x width)",
+        )
         return (1, 1, 1)
     values = spec.input.values
     if len(values) == 1:
         values = (values[0], 1, 1)
     if len(values) != 3:
-        problems.add(f"input must be CxHxW, not {'x'.join(map(str, values))}", spec.input.loc,
-                     fix="e.g. `input 3x32x32`")
+        problems.add(
+            f"input must be CxHxW, not {'x'.join(map(str, values))}",
+            spec.input.loc,
+            fix="e.g. `input 3x32x32`",
+        )
         return (1, 1, 1)
     if min(values) < 1 or max(values) > MAX_DIM or values[0] * values[1] * values[2] > 1 << 28:
-        problems.add(f"input size {'x'.join(map(str, values))} is out of range", spec.input.loc,
-                     fix="each size must be positive and the whole input under 2^28 values")
+        problems.add(
+            f"input size {'x'.join(map(str, values))} is out of range",
+            spec.input.loc,
+            fix="each size must be positive and the whole input under 2^28 values",
+        )
         return (1, 1, 1)
     return values
 

@@ -160,8 +160,14 @@ def conv_window(attrs, ins):
 
 
 def conv_ints(attrs, ins, out):
-    return (*attrs["kernel"], *attrs["stride"], *attrs["_pad"], *attrs["dilation"],
-            attrs["_groups"], int(attrs["bias"]))
+    return (
+        *attrs["kernel"],
+        *attrs["stride"],
+        *attrs["_pad"],
+        *attrs["dilation"],
+        attrs["_groups"],
+        int(attrs["bias"]),
+    )
 
 
 def conv_workspace(attrs, ins, out):
@@ -258,10 +264,12 @@ def pool_shape(attrs: dict, ins: list[Shape]) -> Shape:
             f"POOL padding {fmt(pad)} is more than half the window {fmt(kernel)}",
             fix="pad at most half the window, as PyTorch requires",
         )
-    ho, _ = _window_out(f"POOL {fmt(kernel)}", h, kernel[0], stride[0], pad[0], 1, "rows",
-                        attrs["ceil"])
-    wo, _ = _window_out(f"POOL {fmt(kernel)}", w, kernel[1], stride[1], pad[1], 1, "columns",
-                        attrs["ceil"])
+    ho, _ = _window_out(
+        f"POOL {fmt(kernel)}", h, kernel[0], stride[0], pad[0], 1, "rows", attrs["ceil"]
+    )
+    wo, _ = _window_out(
+        f"POOL {fmt(kernel)}", w, kernel[1], stride[1], pad[1], 1, "columns", attrs["ceil"]
+    )
     attrs["_kernel"], attrs["_stride"], attrs["_pad"] = kernel, stride, pad
     return (c, ho, wo)
 
@@ -358,71 +366,121 @@ MANY_INPUTS = (2, None)
 
 KINDS: tuple[LayerKind, ...] = (
     LayerKind(
-        "CONV", "2-D convolution", CONV_OPTIONS, conv_shape, conv_params, macs=conv_macs,
-        window=conv_window, saves=frozenset({"input"}), int_attrs=conv_ints,
-        workspace=conv_workspace, spatial=True,
+        "CONV",
+        "2-D convolution",
+        CONV_OPTIONS,
+        conv_shape,
+        conv_params,
+        macs=conv_macs,
+        window=conv_window,
+        saves=frozenset({"input"}),
+        int_attrs=conv_ints,
+        workspace=conv_workspace,
+        spatial=True,
     ),
     LayerKind(
-        "DECONV", "transposed 2-D convolution",
+        "DECONV",
+        "transposed 2-D convolution",
         CONV_OPTIONS[:6] + (Option("outpad", "pair", (0, 0), short="op"), CONV_OPTIONS[6]),
-        deconv_shape, deconv_params, macs=deconv_macs, window=deconv_window,
-        saves=frozenset({"input"}), int_attrs=deconv_ints, workspace=deconv_workspace,
+        deconv_shape,
+        deconv_params,
+        macs=deconv_macs,
+        window=deconv_window,
+        saves=frozenset({"input"}),
+        int_attrs=deconv_ints,
+        workspace=deconv_workspace,
         spatial=True,
     ),
     LayerKind(
-        "POOL", "max, average or sum pooling", POOL_OPTIONS, pool_shape, window=_pool_window,
+        "POOL",
+        "max, average or sum pooling",
+        POOL_OPTIONS,
+        pool_shape,
+        window=_pool_window,
         saves=frozenset({"input", "output"}),
-        int_attrs=lambda a, i, o: (*a["_kernel"], *a["_stride"], *a["_pad"],
-                                   POOL_MODES[a["mode"]], int(a["count_pad"])),
+        int_attrs=lambda a, i, o: (
+            *a["_kernel"],
+            *a["_stride"],
+            *a["_pad"],
+            POOL_MODES[a["mode"]],
+            int(a["count_pad"]),
+        ),
         spatial=True,
     ),
     LayerKind(
-        "FC", "fully connected (flattens its input)",
+        "FC",
+        "fully connected (flattens its input)",
         (Option("units", "count", positional=True), CONV_OPTIONS[6]),
-        lambda a, i: (a["units"],), fc_params,
-        macs=lambda a, i, o: numel(i[0]) * a["units"], window=flat_window,
-        saves=frozenset({"input"}), int_attrs=lambda a, i, o: (int(a["bias"]),),
+        lambda a, i: (a["units"],),
+        fc_params,
+        macs=lambda a, i, o: numel(i[0]) * a["units"],
+        window=flat_window,
+        saves=frozenset({"input"}),
+        int_attrs=lambda a, i, o: (int(a["bias"]),),
     ),
     LayerKind("FLATTEN", "flatten to a vector", (), lambda a, i: (numel(i[0]),)),
     LayerKind("RELU", "max(x, 0)", saves=frozenset({"output"})),
     LayerKind(
-        "LEAKYRELU", "x if x > 0 else slope * x",
-        (Option("slope", "float", 0.01, positional=True),), saves=frozenset({"output"}),
+        "LEAKYRELU",
+        "x if x > 0 else slope * x",
+        (Option("slope", "float", 0.01, positional=True),),
+        saves=frozenset({"output"}),
         float_attrs=lambda a: (a["slope"],),
     ),
     LayerKind(
-        "ELU", "x if x > 0 else alpha * (exp(x) - 1)",
-        (Option("alpha", "float", 1.0, positional=True),), saves=frozenset({"output"}),
+        "ELU",
+        "x if x > 0 else alpha * (exp(x) - 1)",
+        (Option("alpha", "float", 1.0, positional=True),),
+        saves=frozenset({"output"}),
         float_attrs=lambda a: (a["alpha"],),
     ),
     LayerKind("TANH", "hyperbolic tangent", saves=frozenset({"output"})),
     LayerKind("SIGMOID", "logistic sigmoid", saves=frozenset({"output"})),
     LayerKind("SOFTMAX", "softmax over channels", saves=frozenset({"output"})),
     LayerKind(
-        "BN", "batch normalisation over channels",
+        "BN",
+        "batch normalisation over channels",
         (Option("eps", "float", 1e-5), Option("momentum", "float", 0.1)),
-        params=bn_params, buffers=bn_buffers, saves=frozenset({"input"}),
+        params=bn_params,
+        buffers=bn_buffers,
+        saves=frozenset({"input"}),
         float_attrs=lambda a: (a["eps"], a["momentum"]),
         state_size=lambda a, i, o: 4 * i[0][0],
     ),
     LayerKind(
-        "DROPOUT", "inverted dropout", (Option("rate", "float", 0.5, positional=True),),
-        dropout_shape, float_attrs=lambda a: (a["rate"],), aux=True,
+        "DROPOUT",
+        "inverted dropout",
+        (Option("rate", "float", 0.5, positional=True),),
+        dropout_shape,
+        float_attrs=lambda a: (a["rate"],),
+        aux=True,
     ),
     LayerKind(
-        "LRN", "local response normalisation across channels",
-        (Option("size", "count", 5, positional=True), Option("alpha", "float", 1e-4),
-         Option("beta", "float", 0.75), Option("k", "float", 1.0)),
-        lrn_shape, saves=frozenset({"input", "output"}),
+        "LRN",
+        "local response normalisation across channels",
+        (
+            Option("size", "count", 5, positional=True),
+            Option("alpha", "float", 1e-4),
+            Option("beta", "float", 0.75),
+            Option("k", "float", 1.0),
+        ),
+        lrn_shape,
+        saves=frozenset({"input", "output"}),
         int_attrs=lambda a, i, o: (a["size"],),
-        float_attrs=lambda a: (a["alpha"], a["beta"], a["k"]), spatial=True,
+        float_attrs=lambda a: (a["alpha"], a["beta"], a["k"]),
+        spatial=True,
     ),
     LayerKind(
-        "UPSAMPLE", "nearest-neighbour upsampling",
-        (Option("scale", "pair", (2, 2), positional=True), Option("mode", "choice", "nearest",
-                                                                   words={"nearest": "nearest"})),
-        upsample_shape, window=lambda a, i: (1, 1, *a["scale"], -1),
-        int_attrs=lambda a, i, o: tuple(a["scale"]), spatial=True,
+        "UPSAMPLE",
+        "nearest-neighbour upsampling",
+        (
+            Option("scale", "pair", (2, 2), positional=True),
+            Option("mode", "choice", "nearest", words={"nearest": "nearest"}),
+        ),
+        upsample_shape,
+        window=lambda a, i: (1, 1, *a["scale"], -1),
+        int_attrs=lambda a, i, o: tuple(a["scale"]),
+        spatial=True,
     ),
     LayerKind("ADD", "elementwise sum of branches", (), add_shape, arity=MANY_INPUTS),
     LayerKind("CONCAT", "channel concatenation of branches", (), concat_shape, arity=MANY_INPUTS),
@@ -459,6 +517,7 @@ def describe(kind_name: str, attrs: dict) -> str:
         elif option.positional:
             parts.append(f"{value:g}" if isinstance(value, float) else str(value))
         else:
-            parts.append(f"{option.name}={value:g}" if isinstance(value, float)
-                         else f"{option.name}={value}")
+            parts.append(
+                f"{option.name}={value:g}" if isinstance(value, float) else f"{option.name}={value}"
+            )
     return " ".join(parts)

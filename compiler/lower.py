@@ -80,7 +80,8 @@ class Plan:
             "parameters": self.param_size * FLOAT_BYTES,
             "gradients": self.param_size * FLOAT_BYTES if self.training else 0,
             "optimizer_state": optimizer_slots * self.param_size * FLOAT_BYTES
-            if self.training else 0,
+            if self.training
+            else 0,
             "state": self.state_size * FLOAT_BYTES,
             "activations": self.arena_size * batch * FLOAT_BYTES,
             "workspace": self.workspace * threads * FLOAT_BYTES,
@@ -101,16 +102,31 @@ class Plan:
             "logits": self.logits,
             "backward_from": self.backward_from,
             "tensors": [
-                {"index": t.index, "name": t.name, "shape": list(t.shape), "offset": t.offset,
-                 "grad_offset": t.grad_offset}
+                {
+                    "index": t.index,
+                    "name": t.name,
+                    "shape": list(t.shape),
+                    "offset": t.offset,
+                    "grad_offset": t.grad_offset,
+                }
                 for t in self.tensors
             ],
             "steps": [
-                {"name": s.name, "kind": s.kind, "inputs": list(s.inputs), "output": s.output,
-                 "params": [{"name": p.name, "offset": p.offset, "shape": list(p.shape)}
-                            for p in s.params],
-                 "state_offset": s.state_offset, "aux_offset": s.aux_offset,
-                 "workspace": s.workspace, "row": list(s.row), "frow": list(s.frow)}
+                {
+                    "name": s.name,
+                    "kind": s.kind,
+                    "inputs": list(s.inputs),
+                    "output": s.output,
+                    "params": [
+                        {"name": p.name, "offset": p.offset, "shape": list(p.shape)}
+                        for p in s.params
+                    ],
+                    "state_offset": s.state_offset,
+                    "aux_offset": s.aux_offset,
+                    "workspace": s.workspace,
+                    "row": list(s.row),
+                    "frow": list(s.frow),
+                }
                 for s in self.steps
             ],
             "saved": list(self.saved),
@@ -175,8 +191,14 @@ def lower(checked: Checked, training: bool = True) -> Plan:
         for tensor in range(1, len(layers)):
             readers = consumers[tensor]
             start = loss_time if tensor in (logits, output) else 2 * count - max(readers)
-            intervals.append((start, 2 * count - producer(tensor),
-                              _align(numel(layers[tensor].shape)), ("grad", tensor)))
+            intervals.append(
+                (
+                    start,
+                    2 * count - producer(tensor),
+                    _align(numel(layers[tensor].shape)),
+                    ("grad", tensor),
+                )
+            )
         for step in range(count):
             kind = REGISTRY[nodes[step + 1].kind]
             if kind.aux:
@@ -185,8 +207,9 @@ def lower(checked: Checked, training: bool = True) -> Plan:
     offsets, arena_size = _place(intervals)
 
     tensors = tuple(
-        TensorSlot(i, layer.node.name, layer.shape, offsets[("value", i)],
-                   offsets.get(("grad", i), -1))
+        TensorSlot(
+            i, layer.node.name, layer.shape, offsets[("value", i)], offsets.get(("grad", i), -1)
+        )
         for i, layer in enumerate(layers)
     )
     max_inputs = max((len(n.inputs) for n in nodes[1:]), default=1)
@@ -214,8 +237,11 @@ def lower(checked: Checked, training: bool = True) -> Plan:
         workspace = max(workspace, ws)
         aux = offsets.get(("aux", step), -1)
         row = [0] * width
-        row[abi.KIND], row[abi.NIN], row[abi.OUT] = KIND_INDEX[node.kind], len(node.inputs), \
-            tensors[step + 1].offset
+        row[abi.KIND], row[abi.NIN], row[abi.OUT] = (
+            KIND_INDEX[node.kind],
+            len(node.inputs),
+            tensors[step + 1].offset,
+        )
         row[abi.DOUT] = tensors[step + 1].grad_offset
         row[abi.OC], row[abi.OH], row[abi.OW] = _chw(layer.shape)
         row[abi.PARAM], row[abi.STATE], row[abi.AUX], row[abi.WS] = first_param, my_state, aux, ws
@@ -225,24 +251,51 @@ def lower(checked: Checked, training: bool = True) -> Plan:
             readers = consumers[source]
             doff = tensors[source].grad_offset
             row[base + abi.IN_OFF], row[base + abi.IN_DOFF] = tensors[source].offset, doff
-            row[base + abi.IN_C: base + abi.IN_W + 1] = _chw(layers[source].shape)
-            if doff >= 0 and step == max(readers) and source not in node.inputs[:j] and not (
-                fused and source == logits
+            row[base + abi.IN_C : base + abi.IN_W + 1] = _chw(layers[source].shape)
+            if (
+                doff >= 0
+                and step == max(readers)
+                and source not in node.inputs[:j]
+                and not (fused and source == logits)
             ):
                 zero |= 1 << j
         row[abi.ZERO] = zero
         ints = kind.int_attrs(layer.attrs, in_shapes, layer.shape)
-        row[abi.ATTR: abi.ATTR + len(ints)] = ints
+        row[abi.ATTR : abi.ATTR + len(ints)] = ints
         floats = tuple(kind.float_attrs(layer.attrs)) + (0.0,) * abi.N_FLOAT
-        steps.append(Step(node.name, node.kind, node.inputs, step + 1, tuple(entries), my_state,
-                          state_size, aux, ws, tuple(row), floats[: abi.N_FLOAT]))
+        steps.append(
+            Step(
+                node.name,
+                node.kind,
+                node.inputs,
+                step + 1,
+                tuple(entries),
+                my_state,
+                state_size,
+                aux,
+                ws,
+                tuple(row),
+                floats[: abi.N_FLOAT],
+            )
+        )
         params += entries
-    saved = tuple(sorted(
-        i for i, t in enumerate(intervals[: len(layers)])
-        if training and t[1] > loss_time
-    ))
+    saved = tuple(
+        sorted(i for i, t in enumerate(intervals[: len(layers)]) if training and t[1] > loss_time)
+    )
     return Plan(
-        checked.graph.name, training, checked.graph.input_shape, tuple(steps), tensors, output,
-        logits, backward_from, arena_size, param_offset, state_offset, workspace, tuple(params),
-        tuple(buffers), saved,
+        checked.graph.name,
+        training,
+        checked.graph.input_shape,
+        tuple(steps),
+        tensors,
+        output,
+        logits,
+        backward_from,
+        arena_size,
+        param_offset,
+        state_offset,
+        workspace,
+        tuple(params),
+        tuple(buffers),
+        saved,
     )

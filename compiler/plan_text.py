@@ -18,8 +18,10 @@ def plan_schema() -> dict:
 
 def render_plan(plan: Plan, batch: int, threads: int | None = None) -> str:
     mode = "training" if plan.training else "inference"
-    lines = [f"{plan.network}: {mode} plan, {len(plan.steps)} steps, "
-             f"{len(plan.tensors)} tensors in {plan.arena_size:,} floats per sample"]
+    lines = [
+        f"{plan.network}: {mode} plan, {len(plan.steps)} steps, "
+        f"{len(plan.tensors)} tensors in {plan.arena_size:,} floats per sample"
+    ]
     names = {t.index: t.name for t in plan.tensors}
     width = max(len(s.name) for s in plan.steps)
     for number, step in enumerate(plan.steps):
@@ -29,14 +31,18 @@ def render_plan(plan: Plan, batch: int, threads: int | None = None) -> str:
         params = sum(1 for _ in step.params)
         extra = f" params:{params}" if params else ""
         extra += f" ws:{step.workspace:,}" if step.workspace else ""
-        lines.append(f"  {number:3d} {step.name.ljust(width)} {step.kind:9s} <- {inputs:24s} "
-                     f"{fmt(tensor.shape):>10s} @{tensor.offset}{grad}{extra}")
+        lines.append(
+            f"  {number:3d} {step.name.ljust(width)} {step.kind:9s} <- {inputs:24s} "
+            f"{fmt(tensor.shape):>10s} @{tensor.offset}{grad}{extra}"
+        )
     if plan.training:
         kept = ", ".join(names[i] for i in plan.saved) or "none"
         lines.append(f"kept for backward: {kept}")
         fused = plan.backward_from < len(plan.steps) - 1
-        lines.append(f"loss: {'fused softmax + cross-entropy on ' if fused else 'cross-entropy on '}"
-                     f"{names[plan.logits]}")
+        lines.append(
+            f"loss: {'fused softmax + cross-entropy on ' if fused else 'cross-entropy on '}"
+            f"{names[plan.logits]}"
+        )
     memory = plan.memory(batch, threads)
     lines.append(f"memory at batch {batch} ({threads or 'all'} threads):")
     labels = {
@@ -44,7 +50,8 @@ def render_plan(plan: Plan, batch: int, threads: int | None = None) -> str:
         "gradients": "parameter gradients",
         "optimizer_state": "optimizer state (SGD momentum; Adam doubles it)",
         "state": "BN running and batch statistics",
-        "activations": "activations and their gradients (arena)" if plan.training
+        "activations": "activations and their gradients (arena)"
+        if plan.training
         else "activations (arena)",
         "workspace": f"workspace ({plan.workspace:,} floats per thread)",
         "total": "total",

@@ -21,20 +21,22 @@ def build(checked: Checked, batch: int = 1, threads: int | None = None) -> dict:
     rows = []
     for layer in checked.layers:
         node = layer.node
-        rows.append({
-            "index": node.index,
-            "name": node.name,
-            "kind": node.kind,
-            "layer": describe(node.kind, node.attrs),
-            "inputs": [graph.nodes[i].name for i in node.inputs],
-            "output_shape": list(layer.shape),
-            "params": layer.param_count,
-            "buffers": layer.buffer_count,
-            "macs": layer.macs,
-            "receptive_field": list(layer.rf),
-            "effective_stride": [float(j) for j in layer.jump],
-            "line": node.loc.line,
-        })
+        rows.append(
+            {
+                "index": node.index,
+                "name": node.name,
+                "kind": node.kind,
+                "layer": describe(node.kind, node.attrs),
+                "inputs": [graph.nodes[i].name for i in node.inputs],
+                "output_shape": list(layer.shape),
+                "params": layer.param_count,
+                "buffers": layer.buffer_count,
+                "macs": layer.macs,
+                "receptive_field": list(layer.rf),
+                "effective_stride": [float(j) for j in layer.jump],
+                "line": node.loc.line,
+            }
+        )
     memory_train = training.memory(batch, threads)
     memory_infer = inference.memory(batch, threads)
     return {
@@ -62,8 +64,12 @@ def build(checked: Checked, batch: int = 1, threads: int | None = None) -> dict:
             "training_total": memory_train["total"],
         },
         "expects": [
-            {"target": e.target, "op": e.op,
-             "value": list(e.value) if isinstance(e.value, tuple) else e.value, "line": e.loc.line}
+            {
+                "target": e.target,
+                "op": e.op,
+                "value": list(e.value) if isinstance(e.value, tuple) else e.value,
+                "line": e.loc.line,
+            }
             for e in graph.expects
         ],
     }
@@ -104,16 +110,19 @@ def _table(report: dict) -> tuple[list[str], list[list[str]]]:
     rows = []
     for row in report["layers"]:
         rf = row["receptive_field"]
-        rows.append([
-            str(row["index"]),
-            row["name"],
-            row["layer"] if row["kind"] != "ADD" and row["kind"] != "CONCAT"
-            else f"{row['kind']}({', '.join(row['inputs'])})",
-            _shape(row["output_shape"]),
-            f"{row['params']:,}" if row["params"] else "",
-            human(row["macs"]) if row["macs"] else "",
-            f"{rf[0]}" if rf[0] == rf[1] else f"{rf[0]}x{rf[1]}",
-        ])
+        rows.append(
+            [
+                str(row["index"]),
+                row["name"],
+                row["layer"]
+                if row["kind"] != "ADD" and row["kind"] != "CONCAT"
+                else f"{row['kind']}({', '.join(row['inputs'])})",
+                _shape(row["output_shape"]),
+                f"{row['params']:,}" if row["params"] else "",
+                human(row["macs"]) if row["macs"] else "",
+                f"{rf[0]}" if rf[0] == rf[1] else f"{rf[0]}x{rf[1]}",
+            ]
+        )
     return header, rows
 
 
@@ -127,12 +136,16 @@ def _totals(report: dict) -> list[tuple[str, str]]:
         ("MACs", f"{totals['macs']:,} ({human(totals['macs'])} per sample)"),
         ("FLOPs", f"{totals['flops']:,} (2 x MACs)"),
         (f"forward activations @ batch {batch}", human_bytes(memory["forward_activations"])),
-        (f"training activations @ batch {batch}",
-         human_bytes(memory["training_activations"]) + " (kept for backward, and gradients)"),
+        (
+            f"training activations @ batch {batch}",
+            human_bytes(memory["training_activations"]) + " (kept for backward, and gradients)",
+        ),
         (f"inference total @ batch {batch}", human_bytes(memory["inference_total"])),
-        (f"training total @ batch {batch}",
-         human_bytes(memory["training_total"]) + " (params, grads, momentum, activations, "
-                                                 "workspace)"),
+        (
+            f"training total @ batch {batch}",
+            human_bytes(memory["training_total"]) + " (params, grads, momentum, activations, "
+            "workspace)",
+        ),
     ]
 
 
@@ -142,12 +155,16 @@ def render_text(report: dict) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells):
-        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+        return "  ".join(
+            c.rjust(w) if i in numeric else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
 
     rule = "-" * len(line(header))
-    title = f"{report['network']}: input {_shape(report['input_shape'])} -> output " \
-            f"{_shape(report['output_shape'])}"
+    title = (
+        f"{report['network']}: input {_shape(report['input_shape'])} -> output "
+        f"{_shape(report['output_shape'])}"
+    )
     out = [title, rule, line(header), rule, *(line(r) for r in rows), rule]
     label_width = max(len(k) for k, _ in _totals(report))
     out += [f"{k.ljust(label_width)}  {v}" for k, v in _totals(report)]
@@ -161,8 +178,13 @@ def render_markdown(report: dict) -> str:
         return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
 
     align = ["---:", "---", "---", "---", "---:", "---:", "---:"]
-    out = [f"### `{report['network']}`: {_shape(report['input_shape'])} → "
-           f"{_shape(report['output_shape'])}", "", cells(header), "| " + " | ".join(align) + " |"]
+    out = [
+        f"### `{report['network']}`: {_shape(report['input_shape'])} → "
+        f"{_shape(report['output_shape'])}",
+        "",
+        cells(header),
+        "| " + " | ".join(align) + " |",
+    ]
     out += [cells([r[0], f"`{r[1]}`", f"`{r[2]}`", *r[3:]]) for r in rows]
     out += ["", "| total | |", "| --- | ---: |"]
     out += [f"| {k} | {v} |" for k, v in _totals(report)]

@@ -233,7 +233,9 @@ class _ToAst(Transformer):
     def layer(self, items):
         kind, *args, repeat = items
         end = loc_of(repeat) if repeat is not None else (args[-1].loc if args else Loc.of(kind))
-        return Layer(str(kind), tuple(args), int(repeat[1:]) if repeat else 1, span(Loc.of(kind), end))
+        return Layer(
+            str(kind), tuple(args), int(repeat[1:]) if repeat else 1, span(Loc.of(kind), end)
+        )
 
     def merge(self, items):
         kind, *inputs = items
@@ -358,7 +360,9 @@ def _expected_words(expected) -> str:
     return ", ".join(words[:6]) if words else "something else"
 
 
-def _syntax_diagnostic(error: lark.exceptions.UnexpectedInput, path: str, source: str) -> Diagnostic:
+def _syntax_diagnostic(
+    error: lark.exceptions.UnexpectedInput, path: str, source: str
+) -> Diagnostic:
     from .layers import REGISTRY  # layer names for "did you mean"
 
     line, col = error.line, error.column
@@ -377,7 +381,9 @@ def _syntax_diagnostic(error: lark.exceptions.UnexpectedInput, path: str, source
         line, col = len(lines), len(lines[-1]) + 1
         loc = Loc(line, col, line, col + 1)
     else:
-        loc = Loc(token.line, token.column, token.end_line or token.line, token.end_column or col + 1)
+        loc = Loc(
+            token.line, token.column, token.end_line or token.line, token.end_column or col + 1
+        )
     message = f"unexpected {_describe_token(token)}; expected {_expected_words(expected)}"
     fix = None
     if token is not None and token.type == "NAME" and token.upper() in REGISTRY:
@@ -479,7 +485,14 @@ def parse(source: str, path: str = "<spec>") -> Spec:
     shape = headers["input"][0][1] if headers["input"] else None
     header_locs = tuple(h[2] for group in headers.values() for h in group[1:])
     return Spec(
-        path, source, name, shape, tuple(blocks), tuple(chains), tuple(expects), tuple(train),
+        path,
+        source,
+        name,
+        shape,
+        tuple(blocks),
+        tuple(chains),
+        tuple(expects),
+        tuple(train),
         header_locs,
     )
 
