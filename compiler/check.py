@@ -5,13 +5,14 @@ failed is skipped so that one mistake is reported once."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from .errors import Loc, Problems, ShapeError, SpecError
-from .expand import Graph, Node
-from .layers import REGISTRY, Shape, fmt, numel
+from .expand import MAX_DIM, MAX_INPUT, Graph, Node
+from .layers import REGISTRY, Shape, describe, fmt, numel
 from .syntax import Expect
+from .training import train_config
 
 MAX_TENSOR = 1 << 31  # values per sample in one tensor
 
@@ -62,14 +63,53 @@ class Checked:
 
 
 def _context(graph: Graph, shapes: dict[int, Shape], node: Node) -> str:
-    """The path of shapes that led to this layer, as in `input 28x28 -> CONV 6@5x5: 24x24 -> ...`."""
+    """The path of shapes that led to this layer: `input 1x28x28 -> CONV 6@5x5: 6x24x24 -> ...`."""
     trail, index = [], node.inputs[0] if node.inputs else None
     while index is not None and len(trail) < 6:
         previous = graph.nodes[index]
-        label = "input" if previous.kind == "INPUT" else previous.kind
-        trail.append(f"{label}: {fmt(shapes[index])}")
+        if previous.kind == "INPUT":
+            trail.append(f"input {fmt(shapes[index])}")
+        else:
+            trail.append(f"{describe(previous.kind, previous.attrs)}: {fmt(shapes[index])}")
         index = previous.inputs[0] if previous.inputs else None
     return "shapes so far: " + " -> ".join(reversed(trail))
+
+
+def _roundings(graph: Graph, layers: list[Layer | None], node: Node, most: int = 3) -> list[str]:
+    """Where the sizes that reach this node were rounded, nearest first: the usual culprit."""
+    seen, stack = set(), list(node.inputs)
+    while stack:
+        index = stack.pop()
+        if index not in seen:
+            seen.add(index)
+            stack.extend(graph.nodes[index].inputs)
+    notes = []
+    for index in sorted(seen, reverse=True):
+        layer = layers[index]
+        rounded = layer.attrs.get("_rounded") if layer is not None else None
+        if rounded and len(notes) < most:
+            label = describe(layer.node.kind, layer.node.attrs)
+            notes.append(f"line {layer.node.loc.line}: {label} does not divide evenly: {rounded}")
+    return notes
+
+
+def _input_that_works(graph: Graph) -> Shape | None:
+    """The nearest input size (same channels) for which the whole graph checks, if one is near."""
+    c, h, w = graph.input_shape
+
+    def near(size: int) -> list[int]:
+        steps = [size + d for d in range(-8, 9)] + [2 * size, 3 * size, 4 * size]
+        steps += [-(-size // m) * m for m in (2, 4, 8, 16, 32, 64, 128)]
+        steps += [size // m * m for m in (2, 4, 8, 16, 32, 64, 128)]
+        return sorted(
+            {s for s in steps if 1 <= s <= MAX_DIM and s != size}, key=lambda s: abs(s - size)
+        )
+
+    for hh, ww in zip(near(h), near(w), strict=False):
+        shape = (c, hh, ww)
+        if numel(shape) <= MAX_INPUT and not _layers(replace(graph, input_shape=shape))[1]:
+            return shape
+    return None
 
 
 def _layer(node: Node, ins: list[Layer]) -> Layer:
@@ -84,6 +124,13 @@ def _layer(node: Node, ins: list[Layer]) -> Layer:
             f"{node.kind} outputs {numel(shape):,} values per sample, past the "
             f"bound of {MAX_TENSOR:,}",
             fix="reduce the sizes",
+        )
+    params = kind.params(attrs, in_shapes, shape)
+    if sum(map(numel, params.values())) > MAX_TENSOR:
+        raise ShapeError(
+            f"{node.kind} has {sum(map(numel, params.values())):,} parameters, past the "
+            f"bound of {MAX_TENSOR:,}",
+            fix="reduce the filters or units",
         )
     rf = tuple(max(layer.rf[a] for layer in ins) for a in range(2))
     jump = tuple(max(layer.jump[a] for layer in ins) for a in range(2))
@@ -101,7 +148,7 @@ def _layer(node: Node, ins: list[Layer]) -> Layer:
         node,
         attrs,
         shape,
-        kind.params(attrs, in_shapes, shape),
+        params,
         kind.buffers(attrs, in_shapes, shape),
         kind.macs(attrs, in_shapes, shape),
         rf,
@@ -109,28 +156,47 @@ def _layer(node: Node, ins: list[Layer]) -> Layer:
     )
 
 
-def check(graph: Graph, verify_expects: bool = True) -> Checked:
-    """Shape-check the whole graph; raises SpecError listing every independent problem."""
-    problems = Problems(graph.path)
+def _layers(graph: Graph) -> tuple[list[Layer | None], list[tuple[Node, ShapeError]]]:
+    """Every layer in topological order; a layer whose input failed is None and not re-reported."""
     one = Fraction(1)
     layers: list[Layer | None] = [
         Layer(graph.nodes[0], {}, graph.input_shape, {}, {}, 0, (1, 1), (one, one))
     ]
+    failures = []
     for node in graph.nodes[1:]:
         ins = [layers[i] for i in node.inputs]
-        if any(layer is None for layer in ins):
-            layers.append(None)
-            continue
-        try:
-            layers.append(_layer(node, ins))
-        except ShapeError as error:
-            shapes = {i: layer.shape for i, layer in enumerate(layers) if layer is not None}
-            notes = list(error.notes)
-            if len(node.inputs) == 1:
-                notes.append(_context(graph, shapes, node))
-            notes += [f"in the block called at line {loc.line}" for loc in node.call_locs[-1:]]
-            problems.add(error.message, node.loc, notes, error.fix)
-            layers.append(None)
+        layer = None
+        if all(ins):
+            try:
+                layer = _layer(node, ins)
+            except ShapeError as error:
+                failures.append((node, error))
+        layers.append(layer)
+    return layers, failures
+
+
+def check(graph: Graph, verify_expects: bool = True) -> Checked:
+    """Shape-check the whole graph; raises SpecError listing every independent problem."""
+    problems = Problems(graph.path)
+    layers, failures = _layers(graph)
+    works = None  # searched for once, at the first error another input size might avoid
+    for node, error in failures:
+        shapes = {i: layer.shape for i, layer in enumerate(layers) if layer is not None}
+        notes = list(error.notes)
+        if len(node.inputs) == 1:
+            notes.append(_context(graph, shapes, node))
+        fix = error.fix
+        if error.sizes:
+            notes += _roundings(graph, layers, node)
+            works = _input_that_works(graph) or () if works is None else works
+            if works:
+                fix = "; or ".join(filter(None, [fix, f"feed an input of {fmt(works)}"]))
+        notes += [f"in the block called at line {loc.line}" for loc in node.call_locs[-1:]]
+        problems.add(error.message, node.loc, notes, fix)
+    try:
+        train_config(graph.train, graph.path)
+    except SpecError as error:
+        problems.found.extend(error.diagnostics)
     problems.raise_if_any()
     checked = Checked(graph, tuple(layers))
     if verify_expects:
@@ -216,8 +282,6 @@ def verify(checked: Checked, expect: Expect, path: str):
 
 
 def check_file(path: str, input_shape: tuple[int, ...] | None = None, verify_expects=True):
-    from dataclasses import replace
-
     from .expand import expand
     from .syntax import parse_file
 

@@ -38,15 +38,15 @@ class Diagnostic:
         where = f"{self.path}:{self.loc.line}:{self.loc.col}" if self.loc.line else self.path
         lines = [f"{where}: {self.severity}: {self.message}"]
         if source is not None and self.loc.line:
-            text = (
-                source.splitlines()[self.loc.line - 1]
-                if source.count("\n") + 1 >= self.loc.line
-                else ""
-            )
-            text = text.expandtabs(1)
+            numbered = source.split("\n")  # as lark counts lines; splitlines() also splits at \f
+            text = numbered[self.loc.line - 1] if self.loc.line <= len(numbered) else ""
+            text = text.rstrip("\r").expandtabs(1)
             width = (self.loc.end_col - self.loc.col) if self.loc.end_line == self.loc.line else 1
-            lines.append(f"  {text}")
-            lines.append("  " + " " * (self.loc.col - 1) + "^" * max(1, width))
+            skip = max(0, self.loc.col - 60) if len(text) > 120 else 0  # window a long line
+            shown = ("..." if skip else "") + text[skip : skip + 120]
+            lines.append(f"  {shown}")
+            caret = self.loc.col - 1 - skip + (3 if skip else 0)
+            lines.append("  " + " " * caret + "^" * max(1, min(width, 120)))
         lines += [f"  {note}" for note in self.notes]
         if self.fix:
             lines.append(f"  fix: {self.fix}")
@@ -82,9 +82,10 @@ class Problems:
 class ShapeError(Exception):
     """Raised by a registry rule; the checker attaches the location of the layer at fault."""
 
-    def __init__(self, message: str, notes=(), fix: str | None = None):
+    def __init__(self, message: str, notes=(), fix: str | None = None, sizes: bool = False):
         super().__init__(message)
         self.message, self.notes, self.fix = message, tuple(notes), fix
+        self.sizes = sizes  # another input size might avoid it: worth searching for one
 
 
 def did_you_mean(word: str, choices) -> str:

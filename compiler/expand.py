@@ -3,6 +3,9 @@ interpreted by their registry entries. Nothing here knows a shape."""
 
 from __future__ import annotations
 
+import contextlib
+import math
+import operator
 import re
 from dataclasses import dataclass, field
 
@@ -30,6 +33,22 @@ MAX_NODES = 100_000
 MAX_REPEAT = 1_000
 MAX_CALL_DEPTH = 32
 MAX_DIM = 1 << 20
+MAX_NUMBER = 1e18
+
+
+def _divide(left, right):
+    quotient = left / right
+    return int(quotient) if quotient == int(quotient) else quotient
+
+
+ARITHMETIC = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "//": operator.floordiv,
+    "/": _divide,
+}
+MAX_INPUT = 1 << 28  # values per sample
 
 
 @dataclass(frozen=True)
@@ -66,6 +85,7 @@ class _Scope:
     params: dict[str, int | float]
     names: dict[str, int]
     name_locs: dict[str, Loc] = field(default_factory=dict)
+    ahead: dict[str, Loc] = field(default_factory=dict)  # names bound later in the same body
     counters: dict[str, int] = field(default_factory=dict)
     stack: tuple[str, ...] = ()
     call_locs: tuple[Loc, ...] = ()
@@ -80,6 +100,8 @@ class _Expander:
         self.spec, self.problems = spec, problems
         self.nodes: list[Node] = []
         self.tensors: dict[str, int] = {}
+        self.named: dict[int, Ref] = {}  # node -> the first name bound to it
+        self.called: set[str] = set()
         self.blocks: dict[str, Block] = {}
         for block in spec.blocks:
             if block.name in self.blocks:
@@ -92,7 +114,7 @@ class _Expander:
 
     def evaluate(self, expr: Expr, scope: _Scope, words_ok: bool = False):
         if isinstance(expr, Num):
-            return expr.value
+            return self.in_range(expr.value, expr.loc)
         if isinstance(expr, Ref):
             if expr.name in scope.params:
                 return scope.params[expr.name]
@@ -115,17 +137,17 @@ class _Expander:
         if expr.op in ("/", "//") and right == 0:
             self.problems.add(f"division by zero: {left} {expr.op} 0", expr.loc)
             return None
-        if expr.op == "+":
-            return left + right
-        if expr.op == "-":
-            return left - right
-        if expr.op == "*":
-            result = left * right
-            return result if abs(result) <= 1e18 else None
-        if expr.op == "//":
-            return left // right
-        quotient = left / right
-        return int(quotient) if quotient == int(quotient) else quotient
+        try:
+            result = ARITHMETIC[expr.op](left, right)
+        except OverflowError:
+            result = math.inf
+        return self.in_range(result, expr.loc)
+
+    def in_range(self, value, loc: Loc):
+        if abs(value) <= MAX_NUMBER:  # false for inf and nan too
+            return value
+        self.problems.add(f"this number is out of range (at most {MAX_NUMBER:.0e} in size)", loc)
+        return None
 
     # -- layer arguments --
 
@@ -232,6 +254,21 @@ class _Expander:
                     )
                     assign(option, value, loc)
                     return
+        bare = next((o for o in kind.options if o.short and o.short == word), None)
+        if bare is not None:
+            self.problems.add(
+                f"`{word}` needs a number: `{word}2` sets the {bare.name} to 2",
+                loc,
+                fix=f"`{word}1`",
+            )
+            return
+        if word.upper() in REGISTRY:
+            self.problems.add(
+                f"{kind.name} has no argument `{word}`",
+                loc,
+                fix=f"to chain a layer, write `-> {word.upper()}` (layer keywords are capitals)",
+            )
+            return
         choices = (
             [w for o in kind.options for w in o.words]
             + [f"{o.short}1" for o in kind.options if o.short]
@@ -329,6 +366,21 @@ class _Expander:
     def lookup(self, ref: Ref, scope: _Scope) -> int | None:
         if ref.name in scope.names:
             return scope.names[ref.name]
+        later = scope.ahead.get(ref.name)
+        if later is not None:
+            self.problems.add(
+                f"`{ref.name}` is used before it is defined (at line {later.line})",
+                ref.loc,
+                fix=f"move the chain that ends in `-> {ref.name}` above this line",
+            )
+            return None
+        if ref.name.upper() in REGISTRY:
+            self.problems.add(
+                f"`{ref.name}` is not defined here",
+                ref.loc,
+                fix=f"layer keywords are written in capitals: `{ref.name.upper()}`",
+            )
+            return None
         hint = did_you_mean(ref.name, scope.names)
         known = ", ".join(n for n in scope.names) or "none yet"
         self.problems.add(
@@ -356,6 +408,7 @@ class _Expander:
         else:
             scope.names[ref.name] = tensor
             scope.name_locs[ref.name] = ref.loc
+            self.named.setdefault(tensor, ref)
             self.tensors[scope.prefix + ref.name] = tensor
 
     def link(self, link, current: int | None, scope: _Scope) -> int | None:
@@ -374,17 +427,18 @@ class _Expander:
                     f"{kind.name} merges named branches: write `{kind.name}(a, b)`", link.loc
                 )
                 return None
-            attrs = self.interpret(link, kind, scope)
-            if attrs is None or current is None or not self.repeat_ok(link):
+            repeat_ok, attrs = self.repeat_ok(link), self.interpret(link, kind, scope)
+            if not repeat_ok or attrs is None or current is None:
                 return None
             for _ in range(link.repeat):
                 current = self.add(kind.name, attrs, (current,), link.loc, scope)
             return current
         if isinstance(link, Call):
-            if current is None or not self.repeat_ok(link):
+            repeat_ok, callee = self.repeat_ok(link), self.callee(link, scope)
+            if not repeat_ok or callee is None or current is None:
                 return None
             for _ in range(link.repeat):
-                current = self.call(link, current, scope)
+                current = self.inline(link, *callee, current, scope)
                 if current is None:
                     return None
             return current
@@ -407,7 +461,11 @@ class _Expander:
             )
             return None
         if len(merge.inputs) < 2:
-            self.problems.add(f"{kind.name} needs at least two inputs", merge.loc)
+            self.problems.add(
+                f"{kind.name} needs at least two inputs",
+                merge.loc,
+                fix=f"merge two or more: `{kind.name}(a, b)`; to pass one on, write `a -> ...`",
+            )
             return None
         inputs = [self.lookup(ref, scope) for ref in merge.inputs]
         if None in inputs:
@@ -416,6 +474,8 @@ class _Expander:
 
     def chains(self, chains: tuple[Chain, ...], start: int | None, scope: _Scope) -> int | None:
         current = start
+        for chain in reversed(chains):
+            scope.ahead.update((r.name, r.loc) for r in chain.links[1:] if isinstance(r, Ref))
         for chain in chains:
             first, rest = chain.links[0], chain.links[1:]
             if isinstance(first, Merge):
@@ -438,7 +498,8 @@ class _Expander:
                     current = self.link(link, current, scope)
         return scope.names.get("out", current)
 
-    def call(self, call: Call, current: int, scope: _Scope) -> int | None:
+    def callee(self, call: Call, scope: _Scope) -> tuple[Block, dict] | None:
+        """The block a call names and its bound parameters; None after reporting why not."""
         block = self.blocks.get(call.block)
         if block is None:
             hint = did_you_mean(call.block, self.blocks)
@@ -461,9 +522,11 @@ class _Expander:
         if len(scope.stack) >= MAX_CALL_DEPTH:
             self.problems.add(f"blocks nest deeper than {MAX_CALL_DEPTH}", call.loc)
             raise _Stop
+        self.called.add(block.name)
         params = self.bind_params(block, call, scope)
-        if params is None:
-            return None
+        return None if params is None else (block, params)
+
+    def inline(self, call: Call, block: Block, params: dict, current: int, scope: _Scope):
         inner = _Scope(
             prefix=scope.fresh(block.name) + ".",
             params=params,
@@ -543,10 +606,10 @@ def expand(spec: Spec) -> Graph:
             Loc(1, 1, 1, 2),
             fix="add a chain such as `CONV 6@5x5 -> RELU -> FC 10`",
         )
-    try:
+    with contextlib.suppress(_Stop):
         output = expander.chains(spec.chains, 0, scope)
-    except _Stop:
-        pass
+    if not problems.found:  # after an error, missing links would look like dead code
+        _dead_code(expander, output, problems)
     problems.raise_if_any()
     return Graph(
         spec.path,
@@ -559,6 +622,37 @@ def expand(spec: Spec) -> Graph:
         spec.expects,
         spec.train,
     )
+
+
+def _dead_code(expander: _Expander, output: int, problems: Problems) -> None:
+    """A computed tensor that nothing reads, or a block nobody calls, is a mistake."""
+    consumed = {i for node in expander.nodes for i in node.inputs}
+    reported = set()
+    for node in expander.nodes[1:]:
+        ref = expander.named.get(node.index)
+        loc = ref.loc if ref else node.loc
+        if node.index in consumed or node.index == output or loc in reported:
+            continue
+        reported.add(loc)  # once, however often its block was called
+        if ref:
+            problems.add(
+                f"`{ref.name}` is computed but never used",
+                loc,
+                fix=f"use it (`{ref.name} -> ...` or in a merge), or remove its chain",
+            )
+        else:
+            problems.add(
+                "the end of this chain is never used",
+                loc,
+                fix="continue it, name it (`-> name`) and use the name, or remove the chain",
+            )
+    for block in expander.blocks.values():
+        if block.name not in expander.called:
+            problems.add(
+                f"block `{block.name}` is never called",
+                block.loc,
+                fix=f"use it in a chain (`-> {block.name}(...)`), or remove it",
+            )
 
 
 def _input_shape(spec: Spec, problems: Problems) -> tuple[int, ...]:
@@ -579,11 +673,20 @@ def _input_shape(spec: Spec, problems: Problems) -> tuple[int, ...]:
             fix="e.g. `input 3x32x32`",
         )
         return (1, 1, 1)
-    if min(values) < 1 or max(values) > MAX_DIM or values[0] * values[1] * values[2] > 1 << 28:
+    shown = "x".join(map(str, values))
+    if min(values) < 1:
         problems.add(
-            f"input size {'x'.join(map(str, values))} is out of range",
+            f"input {shown} has a size of 0; every size must be at least 1",
             spec.input.loc,
-            fix="each size must be positive and the whole input under 2^28 values",
+            fix="e.g. `input 3x32x32` (channels x height x width)",
+        )
+        return (1, 1, 1)
+    if max(values) > MAX_DIM or values[0] * values[1] * values[2] > MAX_INPUT:
+        problems.add(
+            f"input {shown} is too large: at most {MAX_DIM:,} per size and "
+            f"{MAX_INPUT:,} values in all",
+            spec.input.loc,
+            fix="is this the size you meant? e.g. `input 3x224x224`",
         )
         return (1, 1, 1)
     return values

@@ -103,25 +103,34 @@ def _padding(attrs: dict) -> tuple[int, int]:
 
 
 def _window_out(name, size, kernel, stride, pad, dilation, axis, ceil=False) -> tuple[int, str]:
-    """PyTorch's output size along one axis, with the arithmetic spelled out for errors."""
+    """PyTorch's output size along one axis, and the arithmetic when it does not come out even."""
     extent = dilation * (kernel - 1) + 1
     padded = size + 2 * pad
     if extent > padded:
-        smallest = extent - 2 * pad
+        fix_pad = max(math.ceil((extent - size) / 2), (extent - 1) // 2)
+        fixed = (size + 2 * fix_pad - extent) // stride + 1
         raise ShapeError(
-            f"{name} needs at least {extent} {axis} (kernel {'with dilation ' if dilation > 1 else ''}"
-            f"{extent}), but its padded input is {padded} ({size} + 2*{pad})",
-            fix=(
-                f"pad it (`p{math.ceil((extent - size) / 2)}`), use a smaller kernel, "
-                f"or feed an input of at least {smallest} {axis}"
-            ),
+            f"{name} needs at least {extent} {axis} "
+            f"(kernel {'with dilation ' if dilation > 1 else ''}{extent}), "
+            f"but its padded input is {padded} ({size} + 2*{pad})",
+            fix=f"pad it (`p{fix_pad}` gives {fixed} {axis}) or use a smaller kernel",
+            sizes=True,
         )
     span_ = padded - extent
     out = (-(-span_ // stride) if ceil else span_ // stride) + 1
     if ceil and (out - 1) * stride >= size + pad:  # PyTorch: the last window must start inside
         out -= 1
-    arithmetic = f"({size} + 2*{pad} - {extent}) / {stride} + 1 = {span_ / stride + 1:g}"
-    return out, arithmetic
+    exact = span_ % stride == 0
+    arithmetic = f"({size} + 2*{pad} - {extent}) / {stride} + 1 = {span_ / stride + 1:g} -> {out}"
+    return out, "" if exact else arithmetic
+
+
+def _rounded(rows: str, columns: str) -> str:
+    if rows == columns:
+        return rows
+    return "; ".join(
+        f"{axis}: {text}" for axis, text in (("rows", rows), ("columns", columns)) if text
+    )
 
 
 def conv_shape(attrs: dict, ins: list[Shape]) -> Shape:
@@ -137,9 +146,10 @@ def conv_shape(attrs: dict, ins: list[Shape]) -> Shape:
             )
     ph, pw = _padding(attrs)
     (kh, kw), (sh, sw), (dh, dw) = attrs["kernel"], attrs["stride"], attrs["dilation"]
-    ho, _ = _window_out(f"CONV {fmt((kh, kw))}", h, kh, sh, ph, dh, "rows")
-    wo, _ = _window_out(f"CONV {fmt((kh, kw))}", w, kw, sw, pw, dw, "columns")
+    ho, rows = _window_out(f"CONV {fmt((kh, kw))}", h, kh, sh, ph, dh, "rows")
+    wo, columns = _window_out(f"CONV {fmt((kh, kw))}", w, kw, sw, pw, dw, "columns")
     attrs["_groups"], attrs["_pad"], attrs["_filters"] = groups, (ph, pw), filters
+    attrs["_rounded"] = _rounded(rows, columns)
     return (filters, ho, wo)
 
 
@@ -190,7 +200,9 @@ def deconv_shape(attrs: dict, ins: list[Shape]) -> Shape:
             fix="use a group count that divides both channel counts",
         )
     (kh, kw), (sh, sw), (dh, dw) = attrs["kernel"], attrs["stride"], attrs["dilation"]
-    ph, pw = attrs["pad"] if attrs["pad"] != "same" else (0, 0)
+    if attrs["pad"] == "same":
+        raise ShapeError("DECONV does not take `same` padding", fix="give the padding as a number")
+    ph, pw = attrs["pad"]
     oph, opw = attrs["outpad"]
     if oph >= max(sh, dh) or opw >= max(sw, dw):
         raise ShapeError("DECONV output padding must be smaller than the stride or the dilation")
@@ -201,6 +213,7 @@ def deconv_shape(attrs: dict, ins: list[Shape]) -> Shape:
             f"DECONV output would be {ho}x{wo}",
             notes=[f"({h} - 1)*{sh} - 2*{ph} + {dh}*({kh} - 1) + {oph} + 1 = {ho}"],
             fix="reduce the padding",
+            sizes=True,
         )
     attrs["_groups"], attrs["_pad"] = groups, (ph, pw)
     return (filters, ho, wo)
@@ -264,13 +277,14 @@ def pool_shape(attrs: dict, ins: list[Shape]) -> Shape:
             f"POOL padding {fmt(pad)} is more than half the window {fmt(kernel)}",
             fix="pad at most half the window, as PyTorch requires",
         )
-    ho, _ = _window_out(
+    ho, rows = _window_out(
         f"POOL {fmt(kernel)}", h, kernel[0], stride[0], pad[0], 1, "rows", attrs["ceil"]
     )
-    wo, _ = _window_out(
+    wo, columns = _window_out(
         f"POOL {fmt(kernel)}", w, kernel[1], stride[1], pad[1], 1, "columns", attrs["ceil"]
     )
     attrs["_kernel"], attrs["_stride"], attrs["_pad"] = kernel, stride, pad
+    attrs["_rounded"] = _rounded(rows, columns)
     return (c, ho, wo)
 
 
@@ -301,12 +315,12 @@ def flat_window(attrs, ins):
 
 def add_shape(attrs, ins):
     first = ins[0]
-    for other in ins[1:]:
-        if other != first:
-            raise ShapeError(
-                f"ADD needs inputs of one shape, but gets {' and '.join(fmt(s) for s in ins)}",
-                fix="project the shortcut to the same shape (e.g. `CONV c@1x1 s2` on it)",
-            )
+    if any(other != first for other in ins[1:]):
+        raise ShapeError(
+            f"ADD needs inputs of one shape, but gets {' and '.join(fmt(s) for s in ins)}",
+            fix="project the shortcut to the same shape (e.g. `CONV c@1x1 s2` on it)",
+            sizes=any(other[1:] != first[1:] for other in ins),
+        )
     return first
 
 
@@ -316,6 +330,7 @@ def concat_shape(attrs, ins):
             "CONCAT joins channels and needs one spatial size, but gets "
             + ", ".join(fmt(s) for s in ins),
             fix="pool, pad or upsample the branches to the same height and width",
+            sizes=True,
         )
     return (sum(s[0] for s in ins), *ins[0][1:])
 
@@ -324,6 +339,17 @@ def upsample_shape(attrs, ins):
     c, h, w = _spatial("UPSAMPLE", ins[0])
     sh, sw = attrs["scale"]
     return (c, h * sh, w * sw)
+
+
+def bn_shape(attrs, ins):
+    if attrs["eps"] <= 0:
+        raise ShapeError(f"BN eps must be positive, but is {attrs['eps']:g}", fix="e.g. `eps=1e-5`")
+    if not 0 <= attrs["momentum"] <= 1:
+        raise ShapeError(
+            f"BN momentum must be in [0, 1], but is {attrs['momentum']:g}",
+            fix="e.g. `momentum=0.1`",
+        )
+    return ins[0]
 
 
 def bn_params(attrs, ins, out):
@@ -441,6 +467,7 @@ KINDS: tuple[LayerKind, ...] = (
         "BN",
         "batch normalisation over channels",
         (Option("eps", "float", 1e-5), Option("momentum", "float", 0.1)),
+        bn_shape,
         params=bn_params,
         buffers=bn_buffers,
         saves=frozenset({"input"}),

@@ -6,6 +6,7 @@ error ever comes back wrapped in lark's VisitError.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -15,7 +16,7 @@ from lark import Token, Transformer, v_args
 
 from .errors import Diagnostic, Loc, SpecError, did_you_mean
 
-MAX_SOURCE_BYTES = 1_000_000
+MAX_SOURCE_BYTES = 1 << 18  # 100 times the largest zoo spec; parsing 1 MB takes seconds
 MAX_NESTING = 64
 
 # ---- the AST ---------------------------------------------------------------------------------
@@ -317,6 +318,7 @@ def _parser() -> lark.Lark:
     return lark.Lark(
         grammar,
         parser="lalr",
+        lexer="basic",
         propagate_positions=True,
         postlex=_JoinContinuations(),
         maybe_placeholders=True,
@@ -325,79 +327,125 @@ def _parser() -> lark.Lark:
 
 # ---- friendly syntax errors ---------------------------------------------------------------------
 
+# The regex terminals; literal ones (`->`, `(`, `network`) are described by their own text.
 TERMINAL_WORDS = {
     "KIND": "a layer keyword such as CONV",
     "NAME": "a name",
     "INT": "a number",
     "FLOAT": "a number",
-    "QUANTITY": "a number such as 100k",
+    "QUANTITY": "a number",
     "DIMS": "a size such as 3x3",
     "REPEAT": "a repeat such as x2",
     "COMPARE": "a comparison such as == or <=",
     "_NL": "the end of the line",
     "$END": "the end of the file",
-    "MINUS": "`-`",
-    "LPAR": "`(`",
-    "RPAR": "`)`",
-    "COMMA": "`,`",
-    "LBRACE": "`{`",
-    "RBRACE": "`}`",
-    "AT": "`@`",
-    "EQUAL": "`=`",
 }
+KEYWORDS = ("NETWORK", "INPUT", "BLOCK", "EXPECT", "TRAIN")
+ARROW = "__ANON_0"  # lark's name for the anonymous `->` terminal
+
+
+@cache
+def _terminal_words() -> dict[str, str]:
+    literals = {
+        t.name: f"`{t.pattern.value}`" for t in _parser().terminals if t.pattern.type == "str"
+    }
+    return {**literals, **TERMINAL_WORDS}
 
 
 def _describe_token(token) -> str:
     if token is None or token.type == "$END":
-        return "the end of the file"
+        return "end of file"
     if token.type == "_NL":
-        return "the end of the line"
+        return "end of line"
     return f"`{token}`"
 
 
 def _expected_words(expected) -> str:
-    words = sorted({TERMINAL_WORDS.get(t, f"`{t.lower()}`") for t in expected})
-    return ", ".join(words[:6]) if words else "something else"
+    words = _terminal_words()
+    described = sorted({words.get(t, f"`{t.lower()}`") for t in expected})
+    return ", ".join(described[:6]) if described else "something else"
+
+
+def _word_before(source: str, line: int, col: int) -> str:
+    text = source.split("\n")[line - 1][: col - 1] if line else ""
+    match = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*$", text)
+    return match.group(1) if match else ""
+
+
+def _unclosed_brace(source: str) -> Loc | None:
+    opened = []
+    for number, text in enumerate(source.split("\n"), 1):
+        for col, char in enumerate(text.split("#")[0], 1):
+            if char == "{":
+                opened.append(Loc(number, col, number, col + 1))
+            elif char == "}" and opened:
+                opened.pop()
+    return opened[-1] if opened else None
+
+
+def _token_fix(token, expected, source: str) -> tuple[str | None, str | None]:
+    """A better message and a fix for the common slips, as (message or None, fix or None)."""
+    from .layers import REGISTRY  # layer names for "did you mean"
+
+    kind, text = token.type, str(token)
+    previous = _word_before(source, token.line, token.column)
+    if "_NL" in expected and (kind in ("KIND", "NAME") or kind in KEYWORDS):
+        # The token could start a statement, but the line has not ended.
+        forgot = ARROW in expected and kind in ("KIND", "NAME")
+        return (
+            "one statement per line" + ("; did you forget `->`?" if forgot else ""),
+            f"write `-> {text}` to chain it, or start a new line" if forgot else "start a new line",
+        )
+    if kind in KEYWORDS and "NAME" in expected:
+        return f"`{text}` is a keyword and cannot be a name", "choose another name"
+    if kind == "KIND" and "NAME" in expected and "KIND" not in expected:
+        return None, f"names are lowercase; capitals are for layer keywords: `{text.lower()}`"
+    if previous.upper() in REGISTRY and not previous.isupper():
+        return None, f"layer keywords are written in capitals: `{previous.upper()}`"
+    if kind == "NAME" and text.upper() in REGISTRY:
+        return None, f"layer keywords are written in capitals: `{text.upper()}`"
+    if kind == "NAME" and "KIND" in expected:
+        return None, did_you_mean(text.upper(), REGISTRY) or None
+    if kind == "KIND" and text not in REGISTRY:
+        return None, did_you_mean(text, REGISTRY) or None
+    if text == "->" and "KIND" in expected:
+        return None, "put a layer, a block call or a name between the arrows"
+    line = source.split("\n")[token.line - 1]
+    if kind == "_NL" and line.count("(") > line.count(")"):
+        return None, "close the parenthesis on the same line"
+    return None, None
 
 
 def _syntax_diagnostic(
     error: lark.exceptions.UnexpectedInput, path: str, source: str
 ) -> Diagnostic:
-    from .layers import REGISTRY  # layer names for "did you mean"
-
     line, col = error.line, error.column
     if isinstance(error, lark.exceptions.UnexpectedCharacters):
         char = source[error.pos_in_stream] if error.pos_in_stream < len(source) else "?"
         return Diagnostic(
             f"unexpected character {char!r}",
             Loc(line, col, line, col + 1),
-            fix="layer arguments are words and numbers such as `6@5x5`, `s2`, `p1`, `max`, `key=value`",
+            fix="layer arguments are words and numbers: `6@5x5`, `s2`, `p1`, `max`, `key=value`",
             path=path,
         )
     token = getattr(error, "token", None)
     expected = getattr(error, "expected", None) or getattr(error, "accepts", None) or set()
-    if token is None or token.type == "$END":
-        lines = source.splitlines() or [""]
-        line, col = len(lines), len(lines[-1]) + 1
-        loc = Loc(line, col, line, col + 1)
-    else:
-        loc = Loc(
-            token.line, token.column, token.end_line or token.line, token.end_column or col + 1
-        )
     message = f"unexpected {_describe_token(token)}; expected {_expected_words(expected)}"
-    fix = None
-    if token is not None and token.type == "NAME" and token.upper() in REGISTRY:
-        fix = f"layer keywords are written in capitals: `{token.upper()}`"
-    elif token is not None and token.type == "NAME" and "KIND" in expected:
-        hint = did_you_mean(token.upper(), REGISTRY)
-        fix = hint or None
-    elif token is not None and token.type == "KIND" and token not in REGISTRY:
-        fix = did_you_mean(str(token), REGISTRY) or None
-    elif token is not None and token == "->" and "KIND" in expected:
-        fix = "put a layer, a block call or a name between the arrows"
-    elif token is not None and token.type == "_NL" and "RPAR" in expected:
-        fix = "close the parenthesis on the same line"
-    return Diagnostic(message, loc, fix=fix, path=path)
+    if token is None or token.type == "$END":
+        brace = _unclosed_brace(source) if "RBRACE" in expected else None
+        if brace is not None:
+            return Diagnostic(
+                "this `{` is never closed",
+                brace,
+                fix="add `}` after the last line of the block",
+                path=path,
+            )
+        lines = source.split("\n")
+        line, col = len(lines), len(lines[-1]) + 1
+        return Diagnostic(message, Loc(line, col, line, col + 1), path=path)
+    loc = Loc(token.line, token.column, token.end_line or token.line, token.end_column or col + 1)
+    better, fix = _token_fix(token, expected, source)
+    return Diagnostic(better or message, loc, fix=fix, path=path)
 
 
 def _too_deep(source: str) -> int | None:
@@ -421,13 +469,13 @@ def decode(data: bytes, path: str) -> str:
     if len(data) > MAX_SOURCE_BYTES:
         raise SpecError(
             Diagnostic(
-                f"the file is {len(data):,} bytes; a spec may be at most {MAX_SOURCE_BYTES:,}",
+                f"the file is over {MAX_SOURCE_BYTES:,} bytes, the most a spec may have",
                 path=path,
                 fix="is this really a .cnn spec? blocks and `xN` repeats keep big nets short",
             )
         )
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a BOM is harmless
     except UnicodeDecodeError as error:
         raise SpecError(
             Diagnostic(

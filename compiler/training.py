@@ -1,0 +1,113 @@
+"""The `train { ... }` section: training defaults a spec carries, checked like the rest of it.
+
+train {
+  optimizer sgd lr=0.05 momentum=0.9 nesterov weight_decay=5e-4
+  schedule cosine            # constant | step step=5 gamma=0.1 | cosine
+  epochs 10
+  batch 64
+}
+"""
+
+from __future__ import annotations
+
+from .errors import Problems, did_you_mean
+from .syntax import KwArg, Num, Ref, Setting
+
+DEFAULTS = {
+    "optimizer": "sgd",
+    "lr": 0.01,
+    "momentum": 0.9,
+    "nesterov": False,
+    "weight_decay": 0.0,
+    "beta1": 0.9,
+    "beta2": 0.999,
+    "eps": 1e-8,
+    "schedule": "constant",
+    "step": 10,
+    "gamma": 0.1,
+    "epochs": 10,
+    "batch": 64,
+    "seed": 0,
+    "validation": 0.0,
+    "loss": "cross_entropy",
+}
+CHOICES = {
+    "optimizer": ("sgd", "adam", "adamw"),
+    "schedule": ("constant", "step", "cosine"),
+    "loss": ("cross_entropy",),
+}
+FLAGS = {"nesterov"}
+WHOLE = {"epochs", "batch", "seed", "step"}
+# which keys may follow each setting as key=value
+OPTIONS = {
+    "optimizer": ("lr", "momentum", "nesterov", "weight_decay", "beta1", "beta2", "eps"),
+    "schedule": ("step", "gamma"),
+}
+
+
+def _number(key: str, value, problems: Problems, loc):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        problems.add(f"train: `{key}` needs a number", loc)
+        return None
+    if key in WHOLE and (not isinstance(value, int) or value < (0 if key == "seed" else 1)):
+        problems.add(f"train: `{key}` must be a positive whole number, not {value}", loc)
+        return None
+    if key == "validation" and not 0 <= value < 1:
+        problems.add(f"train: `validation` is a fraction in [0, 1), not {value}", loc)
+        return None
+    if key not in WHOLE and value < 0:
+        problems.add(f"train: `{key}` must not be negative", loc)
+        return None
+    return value
+
+
+def train_config(settings: tuple[Setting, ...], path: str = "<spec>") -> dict:
+    """The spec's training defaults over DEFAULTS; raises SpecError on unknown keys or values."""
+    problems = Problems(path)
+    config = dict(DEFAULTS)
+    for setting in settings:
+        key = setting.key
+        if key not in DEFAULTS or key in FLAGS:
+            hint = did_you_mean(key, [k for k in DEFAULTS if k not in FLAGS])
+            problems.add(
+                f"train: unknown setting `{key}`",
+                setting.loc,
+                fix=hint or "settings: " + ", ".join(k for k in DEFAULTS if k not in FLAGS),
+            )
+            continue
+        values = list(setting.values)
+        if key in CHOICES:
+            if not values or not isinstance(values[0], Ref) or values[0].name not in CHOICES[key]:
+                problems.add(f"train: `{key}` is one of {', '.join(CHOICES[key])}", setting.loc)
+                continue
+            config[key] = values.pop(0).name
+        elif len(values) != 1 or not isinstance(values[0], Num):
+            problems.add(
+                f"train: `{key}` takes one number, e.g. `{key} {DEFAULTS[key]}`", setting.loc
+            )
+            continue
+        else:
+            value = _number(key, values.pop(0).value, problems, setting.loc)
+            if value is not None:
+                config[key] = value
+        for extra in values:
+            allowed = OPTIONS.get(key, ())
+            name = extra.key if isinstance(extra, KwArg) else getattr(extra, "name", None)
+            if name not in allowed:
+                problems.add(
+                    f"train: `{key}` takes no `{name or extra}`",
+                    extra.loc,
+                    fix=f"it takes: {', '.join(allowed)}" if allowed else None,
+                )
+            elif name in FLAGS:
+                config[name] = True
+            elif isinstance(extra, KwArg) and isinstance(extra.value, Num):
+                value = _number(name, extra.value.value, problems, extra.loc)
+                if value is not None:
+                    config[name] = value
+            else:
+                problems.add(
+                    f"train: `{name}` needs a value, e.g. `{name}={DEFAULTS[name]}`", extra.loc
+                )
+    problems.raise_if_any()
+    return config

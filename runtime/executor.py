@@ -1,0 +1,78 @@
+"""The generic executor: loops over a plan's rows, forward and then backward, in compiled code.
+
+It knows no layer kinds: `literal_unroll` over the table's kernel tuples turns the row's kind
+index into a direct call, so one compiled executor serves every plan and the only Python work per
+training step is a single call.
+"""
+
+from cnnc.compiler import abi
+from numba import literal_unroll, njit
+
+from .kernels.config import JIT
+from .kernels.loss import count_correct, softmax_cross_entropy
+from .table import BACKWARD, FORWARD
+
+
+@njit(**JIT)
+def forward_step(kind, A, P, G, S, W, row, frow, n, training, seed):
+    index = 0
+    for kernel in literal_unroll(FORWARD):
+        if index == kind:
+            kernel(A, P, G, S, W, row, frow, n, training, seed)
+        index += 1
+
+
+@njit(**JIT)
+def backward_step(kind, A, P, G, S, W, row, frow, n, training, seed):
+    index = 0
+    for kernel in literal_unroll(BACKWARD):
+        if index == kind:
+            kernel(A, P, G, S, W, row, frow, n, training, seed)
+        index += 1
+
+
+@njit(**JIT)
+def forward(rows, frows, A, P, G, S, W, n, training, seed):
+    for s in range(rows.shape[0]):
+        forward_step(rows[s, abi.KIND], A, P, G, S, W, rows[s], frows[s], n, training, seed + s)
+
+
+@njit(**JIT)
+def zero_input_grads(A, row, n):
+    """Zero the gradients this step is the first to accumulate into (row[ZERO] bits)."""
+    for j in range(row[abi.NIN]):
+        if row[abi.ZERO] & (1 << j):
+            base = abi.IN + abi.IN_STRIDE * j
+            size = row[base + abi.IN_C] * row[base + abi.IN_H] * row[base + abi.IN_W] * n
+            start = row[base + abi.IN_DOFF] * n
+            A[start : start + size] = 0.0
+
+
+@njit(**JIT)
+def backward(rows, frows, A, P, G, S, W, n, seed, last):
+    """Backward from step `last` down to the first, accumulating into G (zeroed by the caller)."""
+    for s in range(last, -1, -1):
+        zero_input_grads(A, rows[s], n)
+        backward_step(rows[s, abi.KIND], A, P, G, S, W, rows[s], frows[s], n, True, seed + s)
+
+
+@njit(**JIT)
+def loss_and_grad(rows, frows, A, P, G, S, W, n, seed, labels, logits, dlogits, classes, last):
+    """One forward pass, the fused softmax cross-entropy, and the backward pass.
+
+    Returns (mean loss, correct predictions); parameter gradients are left in G.
+    """
+    forward(rows, frows, A, P, G, S, W, n, True, seed)
+    loss = softmax_cross_entropy(A, logits, dlogits, classes, labels, n)
+    correct = count_correct(A, logits, classes, labels, n)
+    G[:] = 0.0
+    backward(rows, frows, A, P, G, S, W, n, seed, last)
+    return loss, correct
+
+
+@njit(**JIT)
+def evaluate(rows, frows, A, P, G, S, W, n, labels, logits, classes):
+    """Inference forward pass; returns (summed loss, correct predictions) over the batch."""
+    forward(rows, frows, A, P, G, S, W, n, False, 0)
+    loss = softmax_cross_entropy(A, logits, -1, classes, labels, n)
+    return loss * n, count_correct(A, logits, classes, labels, n)

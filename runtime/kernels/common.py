@@ -1,0 +1,57 @@
+"""Helpers shared by the kernels: row accessors, work splitting and a row-major sgemm."""
+
+import numpy as np
+from cnnc.compiler import abi
+from numba import njit
+
+from .config import JIT, SERIAL_WORK, num_threads, xxgemm
+
+NOTR, TR = ord("n"), ord("t")
+_CONST = np.array([0.0, 1.0], np.float32)  # [beta = 0, alpha = beta = 1]
+
+
+@njit(**JIT)
+def sgemm(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, acc):
+    """Row-major C[m, n] (+)= op(A)[m, k] @ op(B)[k, n] on float32 pointers (ints).
+
+    ``ta``/``tb`` are NOTR or TR; lda/ldb/ldc are the row strides of the stored matrices;
+    ``acc`` selects beta = 1 (accumulate) over beta = 0 (overwrite). Implemented as the
+    column-major product C^T = op(B)^T op(A)^T.
+    """
+    if m <= 0 or n <= 0:
+        return
+    base = _CONST.ctypes.data
+    xxgemm(ord("s"), tb, ta, n, m, k, base + 4, b, ldb, a, lda, base + 4 if acc else base, c, ldc)
+
+
+@njit(**JIT)
+def nchunks(work, items):
+    """How many parallel chunks to cut `items` independent items into, for `work` flops."""
+    if work < SERIAL_WORK or items < 2:
+        return 1
+    return min(items, np.int64(num_threads()))
+
+
+@njit(**JIT)
+def chunk(c, nch, items):
+    """Bounds of chunk c of nch over range(items)."""
+    return c * items // nch, (c + 1) * items // nch
+
+
+@njit(**JIT)
+def inp(row, j):
+    """(offset, grad offset, C, H, W) of input j."""
+    b = abi.IN + abi.IN_STRIDE * j
+    return (
+        row[b + abi.IN_OFF],
+        row[b + abi.IN_DOFF],
+        row[b + abi.IN_C],
+        row[b + abi.IN_H],
+        row[b + abi.IN_W],
+    )
+
+
+@njit(**JIT)
+def out(row):
+    """(offset, grad offset, C, H, W) of the output."""
+    return row[abi.OUT], row[abi.DOUT], row[abi.OC], row[abi.OH], row[abi.OW]

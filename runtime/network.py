@@ -1,0 +1,209 @@
+"""The Python API: a compiled spec with its arenas, for people who do not use the command line.
+
+    net = Network.from_file("specs/lenet5.cnn", batch=64)
+    probabilities = net.forward(x)                 # x: (n, 1, 28, 28) float32, n <= 64
+    loss, correct = net.loss_and_grad(x, labels)   # gradients land in net.gradients()
+    net.parameters()["conv1.weight"]               # a writable view into the parameter arena
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from cnnc.compiler.check import Checked, check_file
+from cnnc.compiler.lower import Plan, lower
+
+from . import executor
+
+
+class InputError(ValueError):
+    """An array handed to a Network does not fit the plan it was compiled to."""
+
+
+class Network:
+    def __init__(self, checked: Checked, batch: int = 64, training: bool = True, seed: int = 0):
+        if batch < 1:
+            raise InputError(f"batch must be at least 1, not {batch}")
+        self.checked, self.batch, self.training = checked, batch, training
+        self.plan: Plan = lower(checked, training=training)
+        plan = self.plan
+        self.rows = np.ascontiguousarray([s.row for s in plan.steps], dtype=np.int64)
+        self.frows = np.ascontiguousarray([s.frow for s in plan.steps], dtype=np.float64)
+        self.threads = numba.get_num_threads()
+        self.A = np.zeros(max(plan.arena_size * batch, 1), np.float32)
+        self.P = np.zeros(max(plan.param_size, 1), np.float32)
+        self.G = np.zeros_like(self.P)
+        self.S = np.zeros(max(plan.state_size, 1), np.float32)
+        self.W = np.zeros(max(plan.workspace * self.threads, 1), np.float32)
+        self.steps_run = 0
+        self.initialize(seed)
+
+    @classmethod
+    def from_file(cls, path: str, batch: int = 64, training: bool = True, seed: int = 0,
+                  input_shape: tuple[int, int, int] | None = None) -> Network:
+        return cls(check_file(path, input_shape, verify_expects=False), batch, training, seed)
+
+    # ---- parameters -----------------------------------------------------------------------
+
+    def initialize(self, seed: int = 0) -> None:
+        """PyTorch's default initialisation: weights and biases uniform in +-1/sqrt(fan_in);
+        one-dimensional weights (BN scale) one and their biases zero; running variance one."""
+        rng = np.random.default_rng(seed)
+        fan_in = {}
+        for entry in self.plan.params:
+            layer, _, role = entry.name.rpartition(".")
+            if role == "weight":
+                fan_in[layer] = math.prod(entry.shape[1:]) if len(entry.shape) > 1 else 0
+            view = self._view(self.P, entry)
+            if fan_in.get(layer, 0) == 0:
+                view[...] = 1.0 if role == "weight" else 0.0
+            else:
+                bound = 1.0 / math.sqrt(fan_in[layer])
+                view[...] = rng.uniform(-bound, bound, entry.shape).astype(np.float32)
+        self.S[:] = 0.0
+        for entry in self.plan.buffers:
+            if entry.name.endswith("running_var"):
+                self._view(self.S, entry)[...] = 1.0
+
+    @staticmethod
+    def _view(arena: np.ndarray, entry) -> np.ndarray:
+        return arena[entry.offset : entry.offset + math.prod(entry.shape)].reshape(entry.shape)
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Name -> writable view into the parameter arena ("conv1.weight", "bn1.bias", ...)."""
+        return {e.name: self._view(self.P, e) for e in self.plan.params}
+
+    def gradients(self) -> dict[str, np.ndarray]:
+        return {e.name: self._view(self.G, e) for e in self.plan.params}
+
+    def buffers(self) -> dict[str, np.ndarray]:
+        """BN running statistics, by name ("bn1.running_mean", ...)."""
+        return {e.name: self._view(self.S, e) for e in self.plan.buffers}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {name: view.copy() for name, view in {**self.parameters(),
+                                                     **self.buffers()}.items()}
+
+    def load_state_dict(self, tensors: dict[str, np.ndarray]) -> None:
+        """Copy named tensors in; every name must exist with the same shape (first mismatch named)."""
+        own = {**self.parameters(), **self.buffers()}
+        for name, view in own.items():
+            if name not in tensors:
+                raise InputError(f"the weights have no tensor `{name}` that this spec needs")
+            if tuple(tensors[name].shape) != view.shape:
+                raise InputError(
+                    f"tensor `{name}` has shape {tuple(tensors[name].shape)} in the weights but "
+                    f"{view.shape} in this spec")
+        extra = sorted(set(tensors) - set(own))
+        if extra:
+            raise InputError(f"the weights have a tensor `{extra[0]}` that this spec lacks")
+        for name, view in own.items():
+            view[...] = tensors[name]
+
+    # ---- running ----------------------------------------------------------------------------
+
+    @property
+    def classes(self) -> int:
+        return math.prod(self.plan.tensors[self.plan.logits].shape)
+
+    def _load_input(self, x) -> int:
+        x = np.asarray(x)
+        expected = self.plan.input_shape
+        if x.ndim == len(expected):
+            x = x[None]
+        if x.ndim != 4 or tuple(x.shape[1:]) != tuple(expected):
+            raise InputError(f"expected input of shape (n, {', '.join(map(str, expected))}), "
+                             f"got {tuple(x.shape)}")
+        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+            raise InputError(f"expected a float32 array, got dtype {x.dtype}")
+        n = x.shape[0]
+        if not 1 <= n <= self.batch:
+            raise InputError(f"batch of {n} does not fit this network, built for 1..{self.batch}; "
+                             f"build it with batch={n} or more")
+        slot = self.plan.tensors[0]
+        self._tensor(slot.offset, slot.shape, n)[...] = x
+        return n
+
+    def _tensor(self, offset: int, shape, n: int) -> np.ndarray:
+        size = math.prod(shape)
+        return self.A[offset * n : (offset + size) * n].reshape((n, *shape))
+
+    def _labels(self, y, n: int) -> np.ndarray:
+        y = np.ascontiguousarray(y, dtype=np.int64).reshape(-1)
+        if y.shape[0] != n:
+            raise InputError(f"{n} inputs but {y.shape[0]} labels")
+        if n and (y.min() < 0 or y.max() >= self.classes):
+            raise InputError(f"labels must be in 0..{self.classes - 1}, got {y.min()}..{y.max()}")
+        return y
+
+    def forward(self, x, training: bool = False) -> np.ndarray:
+        """Run the network; returns a copy of the output, shape (n, *output_shape)."""
+        n = self._load_input(x)
+        self.steps_run += 1
+        executor.forward(self.rows, self.frows, self.A, self.P, self.G, self.S, self.W, n,
+                         training, self._seed())
+        self._n = n
+        out = self.plan.tensors[self.plan.output]
+        return self._tensor(out.offset, out.shape, n).copy()
+
+    def backward(self, grad_output) -> None:
+        """Backpropagate a gradient of the output (after forward(x, training=True)); parameter
+        gradients are written (not accumulated) to gradients()."""
+        if not self.training:
+            raise InputError("this network was built for inference; build it with training=True")
+        n = getattr(self, "_n", 0)
+        out = self.plan.tensors[self.plan.output]
+        grad = np.asarray(grad_output, dtype=np.float32)
+        if grad.shape != (n, *out.shape):
+            raise InputError(f"expected a gradient of shape {(n, *out.shape)}, got {grad.shape}")
+        self._tensor(out.grad_offset, out.shape, n)[...] = grad
+        self.G[:] = 0.0
+        executor.backward(self.rows, self.frows, self.A, self.P, self.G, self.S, self.W, n,
+                          self._seed(), len(self.plan.steps) - 1)
+
+    def _seed(self) -> int:
+        return (self.steps_run * 1_000_003) & 0x7FFFFFFF
+
+    def loss_and_grad(self, x, y) -> tuple[float, int]:
+        """Forward in training mode, softmax cross-entropy against integer labels, backward.
+        Returns (mean loss, correct predictions); parameter gradients are in gradients()."""
+        if not self.training:
+            raise InputError("this network was built for inference; build it with training=True")
+        n = self._load_input(x)
+        labels = self._labels(y, n)
+        self.steps_run += 1
+        plan = self.plan
+        loss, correct = executor.loss_and_grad(
+            self.rows, self.frows, self.A, self.P, self.G, self.S, self.W, n, self._seed(),
+            labels, plan.tensors[plan.logits].offset, plan.tensors[plan.logits].grad_offset,
+            self.classes, plan.backward_from)
+        self._n = n
+        return float(loss), int(correct)
+
+    def evaluate(self, x, y) -> tuple[float, int]:
+        """Inference on one batch: (summed loss, correct predictions)."""
+        n = self._load_input(x)
+        labels = self._labels(y, n)
+        logits = self.plan.tensors[self.plan.logits].offset
+        loss, correct = executor.evaluate(self.rows, self.frows, self.A, self.P, self.G, self.S,
+                                          self.W, n, labels, logits, self.classes)
+        self._n = n
+        return float(loss), int(correct)
+
+    def output(self) -> np.ndarray:
+        """A copy of the output of the last forward or evaluate call."""
+        out = self.plan.tensors[self.plan.output]
+        return self._tensor(out.offset, out.shape, getattr(self, "_n", 0)).copy()
+
+    def first_nonfinite(self, x) -> str | None:
+        """Run forward one step at a time and name the first layer whose output is not finite."""
+        n = self._load_input(x)
+        for number, step in enumerate(self.plan.steps):
+            executor.forward_step(self.rows[number, 0], self.A, self.P, self.G, self.S, self.W,
+                                  self.rows[number], self.frows[number], n, True, self._seed())
+            slot = self.plan.tensors[step.output]
+            if not np.isfinite(self._tensor(slot.offset, slot.shape, n)).all():
+                return step.name
+        return None

@@ -1,0 +1,77 @@
+"""Optimizers over the flat parameter arena, with PyTorch's update rules.
+
+Each update is one compiled pass over the arena; the optimizer state is one or two arrays of the
+arena's size, so a checkpoint stores it as plain tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from .kernels.config import PJIT
+
+
+@njit(**PJIT)
+def sgd_update(P, G, V, lr, momentum, weight_decay, nesterov):
+    """torch.optim.SGD (dampening 0): the momentum buffer starts at the first gradient."""
+    for i in prange(P.shape[0]):
+        g = G[i] + weight_decay * P[i]
+        if momentum != 0.0:
+            V[i] = momentum * V[i] + g
+            g = g + momentum * V[i] if nesterov else V[i]
+        P[i] -= lr * g
+
+
+@njit(**PJIT)
+def adam_update(P, G, M, V, lr, beta1, beta2, eps, weight_decay, decoupled, step):
+    """torch.optim.Adam, or AdamW when `decoupled` (weight decay applied to the weights)."""
+    correction1 = 1.0 - beta1**step
+    correction2 = 1.0 - beta2**step
+    for i in prange(P.shape[0]):
+        g = G[i]
+        if decoupled:
+            P[i] *= 1.0 - lr * weight_decay
+        else:
+            g += weight_decay * P[i]
+        M[i] = beta1 * M[i] + (1.0 - beta1) * g
+        V[i] = beta2 * V[i] + (1.0 - beta2) * g * g
+        P[i] -= lr * (M[i] / correction1) / (np.sqrt(V[i] / correction2) + eps)
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = "sgd"  # sgd | adam | adamw
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+    @property
+    def slots(self) -> int:
+        if self.name == "sgd":
+            return 1 if self.momentum else 0
+        return 2
+
+
+class Optimizer:
+    """Holds the state arrays of one optimizer over a parameter arena of `size` floats."""
+
+    def __init__(self, config: OptimizerConfig, size: int):
+        self.config = config
+        self.state = {f"slot{i}": np.zeros(size, np.float32) for i in range(max(config.slots, 1))}
+        self.steps = 0
+
+    def step(self, P: np.ndarray, G: np.ndarray, lr: float) -> None:
+        c = self.config
+        self.steps += 1
+        if c.name == "sgd":
+            sgd_update(P, G, self.state["slot0"], lr, c.momentum, c.weight_decay, c.nesterov)
+        else:
+            adam_update(P, G, self.state["slot0"], self.state["slot1"], lr, c.beta1, c.beta2,
+                        c.eps, c.weight_decay, c.name == "adamw", self.steps)

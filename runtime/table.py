@@ -1,0 +1,53 @@
+"""Kernel table: DSL keyword -> (forward, backward), and the tuples the executor unrolls over.
+
+KIND_ORDER is the compiler's kind index order (compiler.layers.KINDS must agree; a test checks).
+"""
+
+from .kernels import activations as act
+from .kernels import conv, fc, misc, norm, pool
+
+KIND_ORDER = (
+    "CONV", "DECONV", "POOL", "FC", "FLATTEN", "RELU", "LEAKYRELU", "ELU", "TANH", "SIGMOID",
+    "SOFTMAX", "BN", "DROPOUT", "LRN", "UPSAMPLE", "ADD", "CONCAT",
+)  # fmt: skip
+
+KERNELS = {
+    "CONV": (conv.conv_forward, conv.conv_backward),
+    "DECONV": (conv.deconv_forward, conv.deconv_backward),
+    "POOL": (pool.pool_forward, pool.pool_backward),
+    "FC": (fc.fc_forward, fc.fc_backward),
+    "FLATTEN": (misc.flatten_forward, misc.flatten_backward),
+    "RELU": (act.relu_forward, act.relu_backward),
+    "LEAKYRELU": (act.leakyrelu_forward, act.leakyrelu_backward),
+    "ELU": (act.elu_forward, act.elu_backward),
+    "TANH": (act.tanh_forward, act.tanh_backward),
+    "SIGMOID": (act.sigmoid_forward, act.sigmoid_backward),
+    "SOFTMAX": (act.softmax_forward, act.softmax_backward),
+    "BN": (norm.bn_forward, norm.bn_backward),
+    "DROPOUT": (misc.dropout_forward, misc.dropout_backward),
+    "LRN": (norm.lrn_forward, norm.lrn_backward),
+    "UPSAMPLE": (misc.upsample_forward, misc.upsample_backward),
+    "ADD": (misc.add_forward, misc.add_backward),
+    "CONCAT": (misc.concat_forward, misc.concat_backward),
+}
+assert set(KERNELS) == set(KIND_ORDER)
+
+FORWARD = tuple(KERNELS[k][0] for k in KIND_ORDER)
+BACKWARD = tuple(KERNELS[k][1] for k in KIND_ORDER)
+
+
+def workspace_size(kind, attrs, in_shape, out_shape):
+    """Per-thread workspace (floats) of one step: the formula the compiler implements.
+
+    CONV: K = (C_in / groups) kh kw, P = Ho Wo; DECONV: K = (O / groups) kh kw, P = H_in W_in;
+    both 2 K P + weight size + O (column buffer, its gradient, private dW and db). Others 0.
+    """
+    if kind not in ("CONV", "DECONV"):
+        return 0
+    kh, kw, groups = attrs[0], attrs[1], attrs[8]
+    (c, h, w), (o, ho, wo) = in_shape, out_shape
+    if kind == "CONV":
+        k, p, weight = (c // groups) * kh * kw, ho * wo, o * (c // groups) * kh * kw
+    else:
+        k, p, weight = (o // groups) * kh * kw, h * w, c * (o // groups) * kh * kw
+    return 2 * k * p + weight + o

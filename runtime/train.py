@@ -1,0 +1,328 @@
+"""Training, evaluation and prediction from a spec.
+
+The loop is deterministic given the seed: the shuffle order of an epoch is drawn from a numpy
+Generator whose state at the start of that epoch is checkpointed with the batch reached, and
+dropout masks are a pure function of the step count, so a run interrupted and resumed ends with
+the same weights, bit for bit, as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnnc.compiler.training import DEFAULTS
+
+from . import checkpoint, data
+from .network import Network
+from .optim import Optimizer, OptimizerConfig
+
+
+class TrainingError(Exception):
+    """Training cannot go on (NaN, a spec/data mismatch); the message says why and where."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    schedule: str = "constant"
+    step: int = 10
+    gamma: float = 0.1
+    epochs: int = 10
+    batch: int = 64
+    seed: int = 0
+    validation: float = 0.0
+    loss: str = "cross_entropy"
+
+    @staticmethod
+    def merged(spec_settings: dict, overrides: dict) -> TrainConfig:
+        values = {**DEFAULTS, **spec_settings, **{k: v for k, v in overrides.items()
+                                                  if v is not None}}
+        return TrainConfig(**values)
+
+    def optimizer_config(self) -> OptimizerConfig:
+        return OptimizerConfig(self.optimizer, self.lr, self.momentum, self.nesterov,
+                               self.weight_decay, self.beta1, self.beta2, self.eps)
+
+
+def learning_rate(config: TrainConfig, epoch: int, batch_index: int, batches: int) -> float:
+    """The schedule, per step: constant, step decay every `step` epochs, or cosine to zero."""
+    if config.schedule == "step":
+        return config.lr * config.gamma ** (epoch // config.step)
+    if config.schedule == "cosine":
+        progress = (epoch * batches + batch_index) / max(config.epochs * batches, 1)
+        return 0.5 * config.lr * (1.0 + math.cos(math.pi * progress))
+    return config.lr
+
+
+class _Interrupt:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between steps."""
+
+    def __init__(self):
+        self.signal = None
+
+    def __enter__(self):
+        self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT,
+                                                                     signal.SIGTERM)}
+        return self
+
+    def _handle(self, number, frame):
+        self.signal = number
+
+    def __exit__(self, *exc):
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+
+@dataclass
+class Progress:
+    """Where training is: enough to resume it exactly."""
+
+    epoch: int = 0
+    batch_index: int = 0
+    rng_state: dict | None = None  # the shuffle Generator at the start of `epoch`
+    steps_run: int = 0
+    sums: tuple[float, int, int] = (0.0, 0, 0)  # loss sum, correct, seen in the epoch so far
+
+
+def _meta(spec_source, config, progress, norm, classes, network):
+    return {
+        "spec_hash": checkpoint.spec_hash(spec_source),
+        "network": network.plan.network,
+        "config": asdict(config),
+        "progress": asdict(progress),
+        "normalization": norm,
+        "classes": list(classes),
+        "optimizer_steps": None,
+    }
+
+
+def save_checkpoint(path, network, optimizer, spec_source, config, progress, norm, classes):
+    tensors = {f"param/{k}": v for k, v in network.parameters().items()}
+    tensors.update({f"buffer/{k}": v for k, v in network.buffers().items()})
+    tensors.update({f"optim/{k}": v for k, v in optimizer.state.items()})
+    meta = _meta(spec_source, config, progress, norm, classes, network)
+    meta["optimizer_steps"] = optimizer.steps
+    checkpoint.save(path, tensors, meta)
+
+
+def load_weights(network: Network, path, spec_source: str | None = None) -> dict:
+    """Load a checkpoint's weights into a network; returns its metadata."""
+    tensors, meta = checkpoint.load(path)
+    weights = {**checkpoint.split(tensors, "param/"), **checkpoint.split(tensors, "buffer/")}
+    try:
+        network.load_state_dict(weights)
+    except ValueError as error:
+        raise checkpoint.CheckpointError(f"{path}: {error}") from None
+    if spec_source is not None and meta.get("spec_hash") != checkpoint.spec_hash(spec_source):
+        meta["spec_changed"] = True
+    return meta
+
+
+class Trainer:
+    def __init__(self, spec_path: str, config: TrainConfig, dataset: data.Dataset, out: Path,
+                 quiet: bool = False, log=print):
+        from cnnc.compiler.check import check_file
+
+        self.spec_source = Path(spec_path).read_text()
+        self.checked = check_file(spec_path, verify_expects=False)
+        self.config, self.out, self.quiet, self.log = config, out, quiet, log
+        chw = tuple(self.checked.graph.input_shape)
+        data.check_input_shape(dataset, chw)
+        self.network = Network(self.checked, batch=config.batch, training=True, seed=config.seed)
+        data.check_num_classes(dataset, self.network.classes)
+        self.train_set, self.val_set = data.split_validation(dataset.without_test(),
+                                                             config.validation, config.seed)
+        self.test_set = dataset.test()
+        self.classes = dataset.classes
+        self.norm = data.compute_normalization(self.train_set)
+        self.optimizer = Optimizer(config.optimizer_config(), self.network.P.size)
+        self.progress = Progress()
+
+    # -- resume --
+
+    def resume(self, path) -> None:
+        tensors, meta = checkpoint.load(path)
+        if meta.get("spec_hash") != checkpoint.spec_hash(self.spec_source):
+            raise checkpoint.CheckpointError(
+                f"{path}: it was trained from a different spec (the spec's hash differs)")
+        load_weights(self.network, path)
+        for name, array in checkpoint.split(tensors, "optim/").items():
+            if name not in self.optimizer.state or array.shape != self.optimizer.state[name].shape:
+                raise checkpoint.CheckpointError(
+                    f"{path}: its optimizer state `{name}` does not fit this optimizer")
+            self.optimizer.state[name][...] = array
+        self.optimizer.steps = meta["optimizer_steps"]
+        progress = meta["progress"]
+        self.progress = Progress(progress["epoch"], progress["batch_index"],
+                                 progress["rng_state"], progress["steps_run"],
+                                 tuple(progress["sums"]))
+        self.network.steps_run = self.progress.steps_run
+        self.norm = meta["normalization"]
+
+    # -- the loop --
+
+    def run(self) -> dict:
+        config, network, progress = self.config, self.network, self.progress
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "spec.cnn").write_text(self.spec_source)
+        metrics_path = self.out / "metrics.jsonl"
+        batches = data.batch_count(self.train_set, config.batch)
+        rng = np.random.default_rng(config.seed)
+        history = []
+        with _Interrupt() as interrupt:
+            while progress.epoch < config.epochs:
+                if progress.rng_state is not None:
+                    rng.bit_generator.state = progress.rng_state
+                progress.rng_state = rng.bit_generator.state
+                started = time.perf_counter()
+                loss_sum, correct, seen = progress.sums
+                iterator = data.iter_batches(self.train_set, config.batch, norm=self.norm, rng=rng)
+                bar = self._bar(progress.epoch, batches, progress.batch_index)
+                for index, (x, y) in enumerate(iterator):
+                    if index < progress.batch_index:
+                        continue
+                    lr = learning_rate(config, progress.epoch, index, batches)
+                    loss, hits = network.loss_and_grad(x, y)
+                    self._check_finite(loss, x, progress)
+                    self.optimizer.step(network.P, network.G, lr)
+                    loss_sum, correct, seen = loss_sum + loss * len(y), correct + hits, seen + len(y)
+                    progress.batch_index, progress.sums = index + 1, (loss_sum, correct, seen)
+                    progress.steps_run = network.steps_run
+                    if bar is not None:
+                        elapsed = time.perf_counter() - started
+                        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
+                                        lr=f"{lr:.3g}", refresh=False)
+                        bar.update(1)
+                        bar.set_description(f"epoch {progress.epoch + 1}/{config.epochs} "
+                                            f"{seen / max(elapsed, 1e-9):,.0f} img/s")
+                    if interrupt.signal is not None:
+                        if bar is not None:
+                            bar.close()
+                        self._save()
+                        raise KeyboardInterrupt
+                if bar is not None:
+                    bar.close()
+                seconds = time.perf_counter() - started
+                record = {"epoch": progress.epoch + 1, "train_loss": loss_sum / max(seen, 1),
+                          "train_acc": correct / max(seen, 1), "lr": lr,
+                          "seconds": round(seconds, 3), "images_per_s": round(seen / seconds, 1)}
+                if self.val_set is not None:
+                    record["val_loss"], record["val_acc"] = self.evaluate(self.val_set)[:2]
+                progress.epoch += 1
+                progress.batch_index, progress.sums = 0, (0.0, 0, 0)
+                progress.rng_state = rng.bit_generator.state
+                self._save()
+                with open(metrics_path, "a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                history.append(record)
+                self._epoch_line(record)
+        result = {"epochs": history}
+        if self.test_set is not None:
+            loss, accuracy, _ = self.evaluate(self.test_set)
+            result.update(test_loss=loss, test_acc=accuracy)
+            self.log(f"test: loss {loss:.4f}  accuracy {accuracy:.4f}  "
+                     f"({len(self.test_set)} images)")
+        self._plot(metrics_path)
+        return result
+
+    def _bar(self, epoch, batches, start):
+        if self.quiet:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=batches, initial=start, leave=False, unit="batch", disable=None,
+                    desc=f"epoch {epoch + 1}/{self.config.epochs}")
+
+    def _epoch_line(self, record) -> None:
+        text = (f"epoch {record['epoch']:>3}/{self.config.epochs}  train loss "
+                f"{record['train_loss']:.4f} acc {record['train_acc']:.4f}")
+        if "val_loss" in record:
+            text += f"  val loss {record['val_loss']:.4f} acc {record['val_acc']:.4f}"
+        text += f"  {record['images_per_s']:,.0f} img/s  {record['seconds']:.1f}s"
+        if not self.quiet:
+            self.log(text)
+
+    def _save(self) -> None:
+        save_checkpoint(self.out / checkpoint.FILENAME, self.network, self.optimizer,
+                        self.spec_source, self.config, self.progress, self.norm, self.classes)
+
+    def _check_finite(self, loss: float, x, progress: Progress) -> None:
+        step = self.network.steps_run
+        if math.isfinite(loss) and math.isfinite(float(self.network.G.sum(dtype=np.float64))):
+            return
+        where = self.network.first_nonfinite(x)
+        what = "the loss" if not math.isfinite(loss) else "the gradients"
+        if where is not None:
+            place = f"first in the output of layer `{where}`"
+        else:
+            bad = [name for name, g in self.network.gradients().items()
+                   if not np.isfinite(g).all()]
+            place = f"first in the gradient of `{bad[-1]}`" if bad else "in the loss"
+        saved = self.out / checkpoint.FILENAME
+        raise TrainingError(
+            f"{what} became NaN or infinite at step {step} (epoch {progress.epoch + 1}, batch "
+            f"{progress.batch_index + 1}), {place}; the weights were not updated"
+            + (f" and the last good checkpoint {saved} is intact" if saved.exists() else "")
+            + ". Try a smaller learning rate.")
+
+    def evaluate(self, dataset: data.Dataset) -> tuple[float, float, np.ndarray]:
+        return evaluate(self.network, dataset, self.norm, self.config.batch)
+
+    def _plot(self, metrics_path: Path) -> None:
+        try:
+            plot_curves(metrics_path, self.out / "curves.png")
+        except ImportError:
+            if not self.quiet:
+                self.log("(install matplotlib, `pip install cnnc[plot]`, for curves.png)")
+
+
+def evaluate(network: Network, dataset: data.Dataset, norm, batch: int):
+    """(mean loss, accuracy, confusion matrix[true, predicted]) over a dataset."""
+    classes = network.classes
+    confusion = np.zeros((classes, classes), np.int64)
+    loss_sum = 0.0
+    for x, y in data.iter_batches(dataset, batch, norm=norm):
+        batch_loss, _ = network.evaluate(x, y)
+        loss_sum += batch_loss
+        predicted = network.output().reshape(len(y), -1).argmax(axis=1)
+        np.add.at(confusion, (y, predicted), 1)
+    total = max(confusion.sum(), 1)
+    return loss_sum / total, float(np.trace(confusion)) / total, confusion
+
+
+def plot_curves(metrics_path: Path, png_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
+    epochs = [r["epoch"] for r in records]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, axis in (("loss", left), ("acc", right)):
+        axis.plot(epochs, [r[f"train_{key}"] for r in records], "o-", label="train")
+        if records and f"val_{key}" in records[0]:
+            axis.plot(epochs, [r[f"val_{key}"] for r in records], "o-", label="validation")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel({"loss": "cross-entropy", "acc": "accuracy"}[key])
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    temporary = png_path.with_name(f".{png_path.name}.tmp.png")
+    figure.savefig(temporary, dpi=100)
+    plt.close(figure)
+    temporary.replace(png_path)

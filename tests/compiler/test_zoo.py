@@ -1,0 +1,83 @@
+"""The model zoo in specs/: every spec checks (its own `expect` lines included), and the
+published figures below are checked independently, so an `expect` line edited to follow a
+regression still fails here.
+
+Figures: torchvision's weights tables (params; MACs = its GFLOPS column, which counts
+multiply-accumulates) for the ImageNet nets; the arithmetic in each spec's header comment for
+the small nets, cross-checked against equivalent PyTorch modules. MACs follow cnnc's
+convention: conv = output elements x (in channels / groups) x kh x kw, transposed conv = input
+elements x (out channels / groups) x kh x kw, FC = in x out, everything else 0.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import pytest
+from cnnc.compiler.check import Checked, check_file
+from cnnc.compiler.errors import SpecError
+
+SPECS = Path(__file__).parents[2] / "specs"
+ALL_SPECS = sorted(p.stem for p in SPECS.glob("*.cnn"))
+
+# name: (params, MACs, output shape)
+PUBLISHED: dict[str, tuple[int, int, tuple[int, ...]]] = {
+    "lenet5": (61_706, 416_520, (10,)),
+    "lenet5_classic": (61_706, 416_520, (10,)),
+    "alexnet": (61_100_840, 714_188_480, (1000,)),
+    "vgg16": (138_357_544, 15_470_264_320, (1000,)),
+    "vgg16_bn": (138_365_992, 15_470_264_320, (1000,)),
+    "resnet18": (11_689_512, 1_814_073_344, (1000,)),
+    "resnet50": (25_557_032, 4_089_184_256, (1000,)),
+    "googlenet": (6_624_904, 1_498_376_192, (1000,)),
+    "densenet121": (7_978_856, 2_834_161_664, (1000,)),
+    "mobilenet_v2": (3_504_872, 300_774_272, (1000,)),
+    "squeezenet1_1": (1_235_496, 349_151_936, (1000,)),
+    "unet_small": (116_770, 99_287_040, (2, 64, 64)),
+    "cifar_net": (1_116_970, 25_528_832, (10,)),
+    "resnet_cifar": (78_042, 12_501_632, (10,)),
+    "fashion_small": (65_834, 18_289_792, (10,)),
+}
+
+# named tensors whose shapes are part of the published description
+TENSORS: dict[str, dict[str, tuple[int, ...]]] = {
+    "unet_small": {"e1": (16, 64, 64), "e2": (32, 32, 32)},
+}
+
+
+@cache
+def checked(name: str, verify_expects: bool = True) -> Checked:
+    path = SPECS / f"{name}.cnn"
+    try:
+        return check_file(str(path), verify_expects=verify_expects)
+    except SpecError as error:
+        pytest.fail(error.render(path.read_text()), pytrace=False)
+
+
+@pytest.mark.parametrize("name", ALL_SPECS)
+def test_spec_checks_with_its_expectations(name):
+    assert checked(name).graph.expects, f"specs/{name}.cnn has no `expect` lines"
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_published_figures(name):
+    assert (SPECS / f"{name}.cnn").exists(), f"specs/{name}.cnn is missing"
+    spec = checked(name, verify_expects=False)
+    params, macs, output = PUBLISHED[name]
+    assert (spec.params, spec.macs, spec.output.shape) == (params, macs, output)
+
+
+@pytest.mark.parametrize("name", sorted(TENSORS))
+def test_named_tensor_shapes(name):
+    spec = checked(name, verify_expects=False)
+    tensors = spec.graph.tensors
+    shapes = {t: spec.layers[tensors[t]].shape for t in TENSORS[name] if t in tensors}
+    assert shapes == TENSORS[name]
+
+
+def test_fashion_small_fits_its_budget_and_trains():
+    spec = checked("fashion_small")
+    assert spec.params <= 100_000
+    settings = {setting.key for setting in spec.graph.train}
+    assert {"optimizer", "schedule", "epochs", "batch"} <= settings
