@@ -223,9 +223,10 @@ def lower(checked: Checked, training: bool = True) -> Plan:
         in_shapes = [layers[i].shape for i in node.inputs]
         entries = []
         first_param = param_offset
-        for pname, shape in layer.params.items():
+        for pname, shape in layer.params.items():  # packed: kernels find the bias after weights
             entries.append(ParamEntry(f"{node.name}.{pname}", param_offset, shape))
-            param_offset += _align(numel(shape))
+            param_offset += numel(shape)
+        param_offset = _align(param_offset)
         state_size = kind.state_size(layer.attrs, in_shapes, layer.shape)
         for bname, shape in layer.buffers.items():
             buffers.append(ParamEntry(f"{node.name}.{bname}", state_offset, shape))

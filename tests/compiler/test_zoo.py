@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from cnnc.compiler.check import Checked, check_file
 from cnnc.compiler.errors import SpecError
+from cnnc.compiler.training import train_config
 
 SPECS = Path(__file__).parents[2] / "specs"
 ALL_SPECS = sorted(p.stem for p in SPECS.glob("*.cnn"))
@@ -76,8 +77,13 @@ def test_named_tensor_shapes(name):
     assert shapes == TENSORS[name]
 
 
-def test_fashion_small_fits_its_budget_and_trains():
+def test_fashion_small_fits_its_budget_and_carries_its_training():
     spec = checked("fashion_small")
     assert spec.params <= 100_000
-    settings = {setting.key for setting in spec.graph.train}
-    assert {"optimizer", "schedule", "epochs", "batch"} <= settings
+    config = train_config(spec.graph.train)
+    assert (config["optimizer"], config["schedule"], config["epochs"], config["batch"]) == (
+        "sgd",
+        "cosine",
+        15,
+        128,
+    )
