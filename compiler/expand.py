@@ -280,12 +280,16 @@ class _Expander:
         )
 
     def convert(self, option: Option, value, loc: Loc, kind: LayerKind):
-        def bad(expected: str):
+        def bad(expected: str, least: int | None = None):
             shown = "x".join(map(str, value)) if isinstance(value, tuple) else value
+            if least is not None and option.short:
+                fix = f"`{option.short}{least}` is the smallest"
+            elif least is not None and option.positional:
+                fix = f"`{kind.name} {least}` is the smallest"
+            else:
+                fix = self.usage(kind)
             self.problems.add(
-                f"{kind.name} {option.name} must be {expected}, not `{shown}`",
-                loc,
-                fix=self.usage(kind),
+                f"{kind.name} {option.name} must be {expected}, not `{shown}`", loc, fix=fix
             )
 
         if value is None:
@@ -293,8 +297,10 @@ class _Expander:
         if option.kind == "count":
             if isinstance(value, str) and value in option.words.values():
                 return value
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not isinstance(value, int) or isinstance(value, bool):
                 return bad("a positive whole number")
+            if value < 1:
+                return bad("a positive whole number", least=1)
             if value > MAX_DIM:
                 return bad(f"at most {MAX_DIM}")
             return value
@@ -305,14 +311,13 @@ class _Expander:
             if len(pair) == 1:
                 pair = (pair[0], pair[0])
             least = 0 if option.name in ("pad", "outpad") else 1
-            if (
-                len(pair) != 2
-                or any(not isinstance(v, int) for v in pair)
-                or any(v < least for v in pair)
-                or any(v > MAX_DIM for v in pair)
-            ):
-                word = "non-negative" if least == 0 else "positive"
+            word = "non-negative" if least == 0 else "positive"
+            if len(pair) != 2 or any(not isinstance(v, int) for v in pair):
                 return bad(f"a {word} size such as 3 or 3x3")
+            if any(v < least for v in pair):
+                return bad(f"a {word} size such as 3 or 3x3", least=least)
+            if any(v > MAX_DIM for v in pair):
+                return bad(f"at most {MAX_DIM}")
             return tuple(pair)
         if option.kind == "float":
             if not isinstance(value, int | float):
@@ -334,18 +339,19 @@ class _Expander:
     def usage(kind: LayerKind) -> str:
         parts = []
         for option in kind.options:
-            if option.words:
-                parts.append("/".join(option.words))
-            elif option.short:
-                parts.append(f"{option.short}N")
-            elif option.positional or option.name in ("filters", "kernel"):
+            spellings = [f"{option.short}N"] * bool(option.short) + list(option.words)
+            if option.name == "filters":
+                parts.append("<filters>@<kernel>")
+            elif spellings:
+                parts.append("/".join(spellings))
+            elif option.name == "kernel" and "filters" not in [o.name for o in kind.options]:
+                parts.append("<kernel>")
+            elif option.positional:
                 parts.append(f"<{option.name}>")
-            else:
+            elif option.name != "kernel":
                 parts.append(f"{option.name}=N")
         return (
-            f"{kind.name} takes: " + " ".join(dict.fromkeys(parts))
-            if parts
-            else (f"{kind.name} takes no arguments")
+            f"{kind.name} takes: " + " ".join(parts) if parts else f"{kind.name} takes no arguments"
         )
 
     # -- graph building --

@@ -105,24 +105,24 @@ def _padding(attrs: dict) -> tuple[int, int]:
 def _window_out(name, size, kernel, stride, pad, dilation, axis, ceil=False) -> tuple[int, str]:
     """PyTorch's output size along one axis, and the arithmetic when it does not come out even."""
     extent = dilation * (kernel - 1) + 1
-    padded = size + 2 * pad
-    if extent > padded:
-        fix_pad = max(math.ceil((extent - size) / 2), (extent - 1) // 2)
-        fixed = (size + 2 * fix_pad - extent) // stride + 1
+    span_ = size + 2 * pad - extent
+    overhang = stride - 1 if ceil else 0  # ceil mode lets the last window hang over the end
+    out = (span_ + overhang) // stride + 1
+    if ceil and (out - 1) * stride >= size + pad:  # PyTorch: the last window must start inside
+        out -= 1
+    if out < 1:
+        least = extent - overhang
+        fix_pad = max(math.ceil((least - size) / 2), (extent - 1) // 2)
+        fixed, _ = _window_out(name, size, kernel, stride, fix_pad, dilation, axis, ceil)
         raise ShapeError(
-            f"{name} needs at least {extent} {axis} "
+            f"{name} needs at least {least} {axis} "
             f"(kernel {'with dilation ' if dilation > 1 else ''}{extent}), "
-            f"but its padded input is {padded} ({size} + 2*{pad})",
+            f"but its padded input is {size + 2 * pad} ({size} + 2*{pad})",
             fix=f"pad it (`p{fix_pad}` gives {fixed} {axis}) or use a smaller kernel",
             sizes=True,
         )
-    span_ = padded - extent
-    out = (-(-span_ // stride) if ceil else span_ // stride) + 1
-    if ceil and (out - 1) * stride >= size + pad:  # PyTorch: the last window must start inside
-        out -= 1
-    exact = span_ % stride == 0
     arithmetic = f"({size} + 2*{pad} - {extent}) / {stride} + 1 = {span_ / stride + 1:g} -> {out}"
-    return out, "" if exact else arithmetic
+    return out, "" if span_ % stride == 0 else arithmetic
 
 
 def _rounded(rows: str, columns: str) -> str:

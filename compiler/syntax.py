@@ -402,7 +402,9 @@ def _token_fix(token, expected, source: str) -> tuple[str | None, str | None]:
 
     kind, text = token.type, str(token)
     previous = _word_before(source, token.line, token.column)
-    if "_NL" in expected and (kind in ("KIND", "NAME") or kind in KEYWORDS):
+    line = source.split("\n")[token.line - 1]
+    spaced = line[token.column - 2 : token.column - 1].isspace()
+    if "_NL" in expected and spaced and (kind in ("KIND", "NAME") or kind in KEYWORDS):
         # The token could start a statement, but the line has not ended.
         forgot = ARROW in expected and kind in ("KIND", "NAME")
         return (
@@ -423,7 +425,6 @@ def _token_fix(token, expected, source: str) -> tuple[str | None, str | None]:
         return None, did_you_mean(text, REGISTRY) or None
     if text == "->" and "KIND" in expected:
         return None, "put a layer, a block call or a name between the arrows"
-    line = source.split("\n")[token.line - 1]
     if kind == "_NL" and line.count("(") > line.count(")"):
         return None, "close the parenthesis on the same line"
     return None, None

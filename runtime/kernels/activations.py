@@ -13,7 +13,7 @@ from numba import njit, prange
 from .common import chunk, inp, nchunks
 from .config import JIT, PJIT
 
-RELU, LEAKYRELU, ELU, TANH, SIGMOID = 0, 1, 2, 3, 4
+RELU, LEAKYRELU, ELU, TANH, SIGMOID, SOFTMAX = 0, 1, 2, 3, 4, 5
 
 
 @njit(**JIT)
@@ -64,86 +64,6 @@ def _bwd_range(op, A, y, dy, dx, lo, hi, a):
             A[dx + i] += A[dy + i] * (v * (one - v))
 
 
-@njit(**PJIT)
-def _forward(op, A, row, frow, n):
-    xo, _, C, H, W = inp(row, 0)
-    m = n * C * H * W
-    x, y, a = xo * n, row[abi.OUT] * n, frow[0]
-    nch = nchunks(m, m)
-    if nch == 1:
-        _fwd_range(op, A, x, y, 0, m, a)
-    else:
-        for c in prange(nch):
-            lo, hi = chunk(c, nch, m)
-            _fwd_range(op, A, x, y, lo, hi, a)
-
-
-@njit(**PJIT)
-def _backward(op, A, row, frow, n):
-    _, dxo, C, H, W = inp(row, 0)
-    if dxo < 0:
-        return
-    m = n * C * H * W
-    y, dy, dx, a = row[abi.OUT] * n, row[abi.DOUT] * n, dxo * n, frow[0]
-    nch = nchunks(m, m)
-    if nch == 1:
-        _bwd_range(op, A, y, dy, dx, 0, m, a)
-    else:
-        for c in prange(nch):
-            lo, hi = chunk(c, nch, m)
-            _bwd_range(op, A, y, dy, dx, lo, hi, a)
-
-
-@njit(**JIT)
-def relu_forward(A, P, G, S, W, row, frow, n, training, seed):
-    _forward(RELU, A, row, frow, n)
-
-
-@njit(**JIT)
-def relu_backward(A, P, G, S, W, row, frow, n, training, seed):
-    _backward(RELU, A, row, frow, n)
-
-
-@njit(**JIT)
-def leakyrelu_forward(A, P, G, S, W, row, frow, n, training, seed):
-    _forward(LEAKYRELU, A, row, frow, n)
-
-
-@njit(**JIT)
-def leakyrelu_backward(A, P, G, S, W, row, frow, n, training, seed):
-    _backward(LEAKYRELU, A, row, frow, n)
-
-
-@njit(**JIT)
-def elu_forward(A, P, G, S, W, row, frow, n, training, seed):
-    _forward(ELU, A, row, frow, n)
-
-
-@njit(**JIT)
-def elu_backward(A, P, G, S, W, row, frow, n, training, seed):
-    _backward(ELU, A, row, frow, n)
-
-
-@njit(**JIT)
-def tanh_forward(A, P, G, S, W, row, frow, n, training, seed):
-    _forward(TANH, A, row, frow, n)
-
-
-@njit(**JIT)
-def tanh_backward(A, P, G, S, W, row, frow, n, training, seed):
-    _backward(TANH, A, row, frow, n)
-
-
-@njit(**JIT)
-def sigmoid_forward(A, P, G, S, W, row, frow, n, training, seed):
-    _forward(SIGMOID, A, row, frow, n)
-
-
-@njit(**JIT)
-def sigmoid_backward(A, P, G, S, W, row, frow, n, training, seed):
-    _backward(SIGMOID, A, row, frow, n)
-
-
 # ------------------------------------------------------------------------------------- SOFTMAX
 @njit(**JIT)
 def _softmax_range(A, x, y, C, HW, lo, hi):
@@ -177,29 +97,93 @@ def _softmax_bwd_range(A, y, dy, dx, C, HW, lo, hi):
             A[dx + i] += A[y + i] * (A[dy + i] - dot)
 
 
-@njit(**PJIT)
-def softmax_forward(A, P, G, S, W, row, frow, n, training, seed):
-    xo, _, C, H, Wd = inp(row, 0)
-    x, y, q = xo * n, row[abi.OUT] * n, n * H * Wd
-    nch = nchunks(4 * q * C, q)
-    if nch == 1:
-        _softmax_range(A, x, y, C, H * Wd, 0, q)
+# ------------------------------------------------------------------------------- entry points
+@njit(**JIT)
+def _chunk(op, backward, c, nch, items, A, row, frow, n):
+    lo, hi = chunk(c, nch, items)
+    _, dxo, C, H, W = inp(row, 0)
+    x, dx, y, dy = row[abi.IN + abi.IN_OFF] * n, dxo * n, row[abi.OUT] * n, row[abi.DOUT] * n
+    if op == SOFTMAX:
+        if backward:
+            _softmax_bwd_range(A, y, dy, dx, C, H * W, lo, hi)
+        else:
+            _softmax_range(A, x, y, C, H * W, lo, hi)
+    elif backward:
+        _bwd_range(op, A, y, dy, dx, lo, hi, frow[0])
     else:
-        for c in prange(nch):
-            lo, hi = chunk(c, nch, q)
-            _softmax_range(A, x, y, C, H * Wd, lo, hi)
+        _fwd_range(op, A, x, y, lo, hi, frow[0])
 
 
 @njit(**PJIT)
-def softmax_backward(A, P, G, S, W, row, frow, n, training, seed):
-    _, dxo, C, H, Wd = inp(row, 0)
-    if dxo < 0:
+def _run(op, backward, A, row, frow, n):
+    """Chunks of the flat tensor (softmax: of the n * H * W pixels), one per thread."""
+    _, dxo, C, H, W = inp(row, 0)
+    if backward and dxo < 0:
         return
-    y, dy, dx, q = row[abi.OUT] * n, row[abi.DOUT] * n, dxo * n, n * H * Wd
-    nch = nchunks(4 * q * C, q)
+    items = n * H * W if op == SOFTMAX else n * C * H * W
+    nch = nchunks(4 * n * C * H * W if op == SOFTMAX else n * C * H * W, items)
     if nch == 1:
-        _softmax_bwd_range(A, y, dy, dx, C, H * Wd, 0, q)
+        _chunk(op, backward, 0, 1, items, A, row, frow, n)
     else:
         for c in prange(nch):
-            lo, hi = chunk(c, nch, q)
-            _softmax_bwd_range(A, y, dy, dx, C, H * Wd, lo, hi)
+            _chunk(op, backward, c, nch, items, A, row, frow, n)
+
+
+@njit(**JIT)
+def relu_forward(A, P, G, S, W, row, frow, n, training, seed):
+    _run(np.int64(RELU), np.bool_(False), A, row, frow, n)
+
+
+@njit(**JIT)
+def relu_backward(A, P, G, S, W, row, frow, n, training, seed):
+    _run(np.int64(RELU), np.bool_(True), A, row, frow, n)
+
+
+@njit(**JIT)
+def leakyrelu_forward(A, P, G, S, W, row, frow, n, training, seed):
+    _run(np.int64(LEAKYRELU), np.bool_(False), A, row, frow, n)
+
+
+@njit(**JIT)
+def leakyrelu_backward(A, P, G, S, W, row, frow, n, training, seed):
+    _run(np.int64(LEAKYRELU), np.bool_(True), A, row, frow, n)
+
+
+@njit(**JIT)
+def elu_forward(A, P, G, S, W, row, frow, n, training, seed):
+    _run(np.int64(ELU), np.bool_(False), A, row, frow, n)
+
+
+@njit(**JIT)
+def elu_backward(A, P, G, S, W, row, frow, n, training, seed):
+    _run(np.int64(ELU), np.bool_(True), A, row, frow, n)
+
+
+@njit(**JIT)
+def tanh_forward(A, P, G, S, W, row, frow, n, training, seed):
+    _run(np.int64(TANH), np.bool_(False), A, row, frow, n)
+
+
+@njit(**JIT)
+def tanh_backward(A, P, G, S, W, row, frow, n, training, seed):
+    _run(np.int64(TANH), np.bool_(True), A, row, frow, n)
+
+
+@njit(**JIT)
+def sigmoid_forward(A, P, G, S, W, row, frow, n, training, seed):
+    _run(np.int64(SIGMOID), np.bool_(False), A, row, frow, n)
+
+
+@njit(**JIT)
+def sigmoid_backward(A, P, G, S, W, row, frow, n, training, seed):
+    _run(np.int64(SIGMOID), np.bool_(True), A, row, frow, n)
+
+
+@njit(**JIT)
+def softmax_forward(A, P, G, S, W, row, frow, n, training, seed):
+    _run(np.int64(SOFTMAX), np.bool_(False), A, row, frow, n)
+
+
+@njit(**JIT)
+def softmax_backward(A, P, G, S, W, row, frow, n, training, seed):
+    _run(np.int64(SOFTMAX), np.bool_(True), A, row, frow, n)

@@ -158,21 +158,6 @@ def _conv_fwd(A, P, W, row, n, lo, hi, wso):
             _add_bias(A, y, P, bo, O, Pn)
 
 
-@njit(**PJIT)
-def conv_forward(A, P, G, S, W, row, frow, n, training, seed):
-    C, O = row[abi.IN + abi.IN_C], row[abi.OC]
-    Pn = row[abi.OH] * row[abi.OW]
-    work = n * O * Pn * (C // row[abi.ATTR + 8]) * row[abi.ATTR] * row[abi.ATTR + 1]
-    nch = nchunks(work, n)
-    ws = row[abi.WS]
-    if nch == 1:
-        _conv_fwd(A, P, W, row, n, 0, n, 0)
-    else:
-        for c in prange(nch):
-            lo, hi = chunk(c, nch, n)
-            _conv_fwd(A, P, W, row, n, lo, hi, c * ws)
-
-
 @njit(**JIT)
 def _conv_bwd(A, P, G, W, row, n, lo, hi, wso, gw, gb):
     """Samples [lo, hi): dx into A, dW into G[gw:] and db into G[gb:] (slot or arena)."""
@@ -256,40 +241,6 @@ def _conv_bwd(A, P, G, W, row, n, lo, hi, wso, gw, gb):
             _bias_grad(A, dy, G, gb, O, Pn)
 
 
-@njit(**JIT)
-def _reduce_slots(G, go, W, ws, first, nslots, m):
-    """G[go:go+m] += sum over slots 1..nslots-1 of W[slot*ws + first : ... + m]."""
-    for t in range(1, nslots):
-        b = t * ws + first
-        for i in range(m):
-            G[go + i] += W[b + i]
-
-
-@njit(**PJIT)
-def conv_backward(A, P, G, S, W, row, frow, n, training, seed):
-    C, O = row[abi.IN + abi.IN_C], row[abi.OC]
-    kh, kw, g = row[abi.ATTR], row[abi.ATTR + 1], row[abi.ATTR + 8]
-    Pn = row[abi.OH] * row[abi.OW]
-    K = (C // g) * kh * kw
-    nw = O * K
-    nb = O if row[abi.ATTR + 9] else 0
-    work = 2 * n * O * Pn * K
-    nch = nchunks(work, n)
-    ws, wo = row[abi.WS], row[abi.PARAM]
-    if nch == 1:
-        _conv_bwd(A, P, G, W, row, n, 0, n, 0, wo, wo + nw)
-    else:
-        first = 2 * K * Pn  # private dW, then db, after col and dcol
-        for c in prange(nch):
-            lo, hi = chunk(c, nch, n)
-            if c == 0:
-                _conv_bwd(A, P, G, W, row, n, lo, hi, 0, wo, wo + nw)
-            else:
-                W[c * ws + first : c * ws + first + nw + nb] = 0.0
-                _conv_bwd(A, P, W, W, row, n, lo, hi, c * ws, c * ws + first, c * ws + first + nw)
-        _reduce_slots(G, wo, W, ws, first, nch, nw + nb)
-
-
 # -------------------------------------------------------------------------------------- DECONV
 # A transposed convolution is the adjoint of a convolution from y (O, Ho, Wo) to x (C, H, W):
 # forward is col = W^T x, then col2im into y; backward is im2col of dy, then two gemms.
@@ -320,21 +271,6 @@ def _deconv_fwd(A, P, W, row, n, lo, hi, wso):
             _add_bias(A, y, P, bo, O, HWo)
 
 
-@njit(**PJIT)
-def deconv_forward(A, P, G, S, W, row, frow, n, training, seed):
-    C, O = row[abi.IN + abi.IN_C], row[abi.OC]
-    Pn = row[abi.IN + abi.IN_H] * row[abi.IN + abi.IN_W]
-    work = n * C * Pn * (O // row[abi.ATTR + 8]) * row[abi.ATTR] * row[abi.ATTR + 1]
-    nch = nchunks(work, n)
-    ws = row[abi.WS]
-    if nch == 1:
-        _deconv_fwd(A, P, W, row, n, 0, n, 0)
-    else:
-        for c in prange(nch):
-            lo, hi = chunk(c, nch, n)
-            _deconv_fwd(A, P, W, row, n, lo, hi, c * ws)
-
-
 @njit(**JIT)
 def _deconv_bwd(A, P, G, W, row, n, lo, hi, wso, gw, gb):
     xo, dxo, C, H, Wd = inp(row, 0)
@@ -362,25 +298,75 @@ def _deconv_bwd(A, P, G, W, row, n, lo, hi, wso, gw, gb):
             _bias_grad(A, dy, G, gb, O, HWo)
 
 
-@njit(**PJIT)
-def deconv_backward(A, P, G, S, W, row, frow, n, training, seed):
-    C, O = row[abi.IN + abi.IN_C], row[abi.OC]
-    kh, kw, g = row[abi.ATTR], row[abi.ATTR + 1], row[abi.ATTR + 8]
-    Pn = row[abi.IN + abi.IN_H] * row[abi.IN + abi.IN_W]
-    K = (O // g) * kh * kw
-    nw = C * K
+# ------------------------------------------------------------------------------- entry points
+CONV_F, DECONV_F, CONV_B, DECONV_B = 0, 1, 2, 3  # op % 2: deconv, op >= 2: backward
+
+
+@njit(**JIT)
+def _sizes(op, row):
+    """(K, P, weight size, bias size): column rows/cols of one group and the parameter sizes."""
+    C, O, g = row[abi.IN + abi.IN_C], row[abi.OC], row[abi.ATTR + 8]
+    kk = row[abi.ATTR] * row[abi.ATTR + 1]
     nb = O if row[abi.ATTR + 9] else 0
-    nch = nchunks(2 * n * C * Pn * K, n)
-    ws, wo = row[abi.WS], row[abi.PARAM]
-    if nch == 1:
-        _deconv_bwd(A, P, G, W, row, n, 0, n, 0, wo, wo + nw)
+    if op % 2 == 0:  # CONV
+        return (C // g) * kk, row[abi.OH] * row[abi.OW], O * (C // g) * kk, nb
+    return (O // g) * kk, row[abi.IN + abi.IN_H] * row[abi.IN + abi.IN_W], C * (O // g) * kk, nb
+
+
+@njit(**JIT)
+def _chunk(op, c, nch, A, P, G, W, row, n):
+    """Samples of chunk c; workspace slot c. Backward chunks > 0 keep dW/db in their slot."""
+    lo, hi = chunk(c, nch, n)
+    ws = row[abi.WS]
+    if op == CONV_F:
+        _conv_fwd(A, P, W, row, n, lo, hi, c * ws)
+    elif op == DECONV_F:
+        _deconv_fwd(A, P, W, row, n, lo, hi, c * ws)
     else:
-        first = 2 * K * Pn
-        for c in prange(nch):
-            lo, hi = chunk(c, nch, n)
-            if c == 0:
-                _deconv_bwd(A, P, G, W, row, n, lo, hi, 0, wo, wo + nw)
-            else:
-                W[c * ws + first : c * ws + first + nw + nb] = 0.0
-                _deconv_bwd(A, P, W, W, row, n, lo, hi, c * ws, c * ws + first, c * ws + first + nw)
-        _reduce_slots(G, wo, W, ws, first, nch, nw + nb)
+        K, Pn, nw, nb = _sizes(op, row)
+        gw, dst = row[abi.PARAM], G
+        if c > 0:
+            gw, dst = c * ws + 2 * K * Pn, W
+            W[gw : gw + nw + nb] = 0.0
+        if op == CONV_B:
+            _conv_bwd(A, P, dst, W, row, n, lo, hi, c * ws, gw, gw + nw)
+        else:
+            _deconv_bwd(A, P, dst, W, row, n, lo, hi, c * ws, gw, gw + nw)
+
+
+@njit(**PJIT)
+def _run(op, A, P, G, W, row, n):
+    K, Pn, nw, nb = _sizes(op, row)
+    macs = n * K * Pn * (row[abi.OC] if op % 2 == 0 else row[abi.IN + abi.IN_C])
+    nch = nchunks(macs if op < CONV_B else 2 * macs, n)
+    if nch == 1:
+        _chunk(op, 0, 1, A, P, G, W, row, n)
+        return
+    for c in prange(nch):
+        _chunk(op, c, nch, A, P, G, W, row, n)
+    if op >= CONV_B:  # add the other chunks' weight gradients, in order
+        ws, go, first = row[abi.WS], row[abi.PARAM], 2 * K * Pn
+        for t in range(1, nch):
+            b = t * ws + first
+            for i in range(nw + nb):
+                G[go + i] += W[b + i]
+
+
+@njit(**JIT)
+def conv_forward(A, P, G, S, W, row, frow, n, training, seed):
+    _run(np.int64(CONV_F), A, P, G, W, row, n)
+
+
+@njit(**JIT)
+def conv_backward(A, P, G, S, W, row, frow, n, training, seed):
+    _run(np.int64(CONV_B), A, P, G, W, row, n)
+
+
+@njit(**JIT)
+def deconv_forward(A, P, G, S, W, row, frow, n, training, seed):
+    _run(np.int64(DECONV_F), A, P, G, W, row, n)
+
+
+@njit(**JIT)
+def deconv_backward(A, P, G, S, W, row, frow, n, training, seed):
+    _run(np.int64(DECONV_B), A, P, G, W, row, n)

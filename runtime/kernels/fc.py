@@ -6,6 +6,7 @@ computes dW[:, slice] += dy^T x[:, slice] and (for small n) dx[:, slice] += dy W
 the batch rows dx[rows] += dy[rows] W when n is large.
 """
 
+import numpy as np
 from cnnc.compiler import abi
 from numba import njit, prange
 
@@ -54,19 +55,6 @@ def _fwd(A, P, row, n, c, nch, by_batch):
                 A[yr + f] += P[b + f]
 
 
-@njit(**PJIT)
-def fc_forward(A, P, G, S, W, row, frow, n, training, seed):
-    I, F = row[abi.IN + abi.IN_C] * row[abi.IN + abi.IN_H] * row[abi.IN + abi.IN_W], row[abi.OC]
-    nt = nchunks(n * I * F, max(n, F))
-    by_batch = n >= nt
-    nch = min(nt, n) if by_batch else min(nt, F)
-    if nch == 1:
-        _fwd(A, P, row, n, 0, 1, True)
-    else:
-        for c in prange(nch):
-            _fwd(A, P, row, n, c, nch, by_batch)
-
-
 @njit(**JIT)
 def _bwd(A, P, G, row, n, c, nch, dx_by_batch):
     xo, dxo, _, dyo, I, F, wo, _ = _dims(row)
@@ -85,15 +73,42 @@ def _bwd(A, P, G, row, n, c, nch, dx_by_batch):
 
 
 @njit(**PJIT)
-def fc_backward(A, P, G, S, W, row, frow, n, training, seed):
+def _run(backward, A, P, G, row, n):
+    """Forward: blocks of the batch (or of the features when n < threads); backward: blocks
+    of the input features, for dW and (unless n is large) dx."""
     I, F = row[abi.IN + abi.IN_C] * row[abi.IN + abi.IN_H] * row[abi.IN + abi.IN_W], row[abi.OC]
-    nch = nchunks(2 * n * I * F, I)
+    if backward:
+        nch = nchunks(2 * n * I * F, I)
+        by_batch = n >= nch
+    else:
+        nt = nchunks(n * I * F, max(n, F))
+        by_batch = n >= nt
+        nch = min(nt, n) if by_batch else min(nt, F)
     if nch == 1:
-        _bwd(A, P, G, row, n, 0, 1, True)
+        _chunk(backward, A, P, G, row, n, 0, 1, True)
     else:
         for c in prange(nch):
-            _bwd(A, P, G, row, n, c, nch, n >= nch)
+            _chunk(backward, A, P, G, row, n, c, nch, by_batch)
+
+
+@njit(**JIT)
+def _chunk(backward, A, P, G, row, n, c, nch, by_batch):
+    if backward:
+        _bwd(A, P, G, row, n, c, nch, by_batch)
+    else:
+        _fwd(A, P, row, n, c, nch, by_batch)
+
+
+@njit(**JIT)
+def fc_forward(A, P, G, S, W, row, frow, n, training, seed):
+    _run(np.int64(0), A, P, G, row, n)
+
+
+@njit(**JIT)
+def fc_backward(A, P, G, S, W, row, frow, n, training, seed):
+    _run(np.int64(1), A, P, G, row, n)
     if row[abi.ATTR]:
+        F, I = row[abi.OC], row[abi.IN + abi.IN_C] * row[abi.IN + abi.IN_H] * row[abi.IN + abi.IN_W]
         dy, b = row[abi.DOUT] * n, row[abi.PARAM] + F * I
         for r in range(n):
             for f in range(F):

@@ -6,10 +6,11 @@ gives the same mask whatever the thread count) and keeps an element when u >= p;
 """
 
 import numpy as np
-from cnnc.compiler import abi
 from numba import njit, prange
 
-from .common import chunk, inp, nchunks, out
+from cnnc.compiler import abi
+
+from .common import chunk, inp, nchunks
 from .config import JIT, PJIT
 
 
@@ -24,41 +25,10 @@ def _acc_range(A, src, dst, lo, hi):
         A[dst + i] += A[src + i]
 
 
-@njit(**PJIT)
-def _copy(A, src, dst, m, accumulate):
-    """A[dst:dst+m] (+)= A[src:src+m], in parallel chunks when large."""
-    nch = nchunks(m, m)
-    if nch == 1:
-        if accumulate:
-            _acc_range(A, src, dst, 0, m)
-        else:
-            _copy_range(A, src, dst, 0, m)
-    else:
-        for c in prange(nch):
-            lo, hi = chunk(c, nch, m)
-            if accumulate:
-                _acc_range(A, src, dst, lo, hi)
-            else:
-                _copy_range(A, src, dst, lo, hi)
-
-
 @njit(**JIT)
 def _size(row, j):
     _, _, C, H, W = inp(row, j)
     return C * H * W
-
-
-# ------------------------------------------------------------------------------------- FLATTEN
-@njit(**JIT)
-def flatten_forward(A, P, G, S, W, row, frow, n, training, seed):
-    _copy(A, row[abi.IN + abi.IN_OFF] * n, row[abi.OUT] * n, n * _size(row, 0), False)
-
-
-@njit(**JIT)
-def flatten_backward(A, P, G, S, W, row, frow, n, training, seed):
-    dxo = row[abi.IN + abi.IN_DOFF]
-    if dxo >= 0:
-        _copy(A, row[abi.DOUT] * n, dxo * n, n * _size(row, 0), True)
 
 
 # ------------------------------------------------------------------------------------- DROPOUT
@@ -82,8 +52,11 @@ def uniform(key, i):
 
 
 @njit(**JIT)
-def _dropout_range(A, x, y, mk, lo, hi, key, p, scale):
-    zero = np.float32(0.0)
+def _dropout_range(A, row, frow, n, seed, lo, hi):
+    x, y, mk = row[abi.IN + abi.IN_OFF] * n, row[abi.OUT] * n, row[abi.AUX] * n
+    p, zero = frow[0], np.float32(0.0)
+    scale = np.float32(1.0 / (1.0 - p)) if p < 1.0 else zero
+    key = _mix(np.uint64(seed) ^ _GOLDEN)
     for i in range(lo, hi):
         m = scale if uniform(key, i) >= p else zero
         A[mk + i] = m
@@ -91,55 +64,17 @@ def _dropout_range(A, x, y, mk, lo, hi, key, p, scale):
 
 
 @njit(**JIT)
-def _mask_grad_range(A, dy, dx, mk, lo, hi):
+def _mask_grad_range(A, row, n, lo, hi):
+    dx, dy, mk = row[abi.IN + abi.IN_DOFF] * n, row[abi.DOUT] * n, row[abi.AUX] * n
     for i in range(lo, hi):
         A[dx + i] += A[dy + i] * A[mk + i]
-
-
-@njit(**PJIT)
-def dropout_forward(A, P, G, S, W, row, frow, n, training, seed):
-    m = n * _size(row, 0)
-    x, y = row[abi.IN + abi.IN_OFF] * n, row[abi.OUT] * n
-    if not training:
-        _copy(A, x, y, m, False)
-        return
-    p = frow[0]
-    scale = np.float32(1.0 / (1.0 - p)) if p < 1.0 else np.float32(0.0)
-    key = _mix(np.uint64(seed) ^ _GOLDEN)
-    mk = row[abi.AUX] * n
-    nch = nchunks(8 * m, m)
-    if nch == 1:
-        _dropout_range(A, x, y, mk, 0, m, key, p, scale)
-    else:
-        for c in prange(nch):
-            lo, hi = chunk(c, nch, m)
-            _dropout_range(A, x, y, mk, lo, hi, key, p, scale)
-
-
-@njit(**PJIT)
-def dropout_backward(A, P, G, S, W, row, frow, n, training, seed):
-    dx = row[abi.IN + abi.IN_DOFF] * n
-    if dx < 0:
-        return
-    m, dy = n * _size(row, 0), row[abi.DOUT] * n
-    if not training:
-        _copy(A, dy, dx, m, True)
-        return
-    mk = row[abi.AUX] * n
-    nch = nchunks(m, m)
-    if nch == 1:
-        _mask_grad_range(A, dy, dx, mk, 0, m)
-    else:
-        for c in prange(nch):
-            lo, hi = chunk(c, nch, m)
-            _mask_grad_range(A, dy, dx, mk, lo, hi)
 
 
 # ------------------------------------------------------------------------------------ UPSAMPLE
 @njit(**JIT)
 def _up_range(A, row, n, lo, hi, backward):
     xo, dxo, _, H, W = inp(row, 0)
-    yo, dyo, _, Ho, Wo = out(row)
+    yo, dyo, Ho, Wo = row[abi.OUT], row[abi.DOUT], row[abi.OH], row[abi.OW]
     sh, sw = row[abi.ATTR], row[abi.ATTR + 1]
     for q in range(lo, hi):  # plane q = sample * C + channel
         if backward:
@@ -164,30 +99,7 @@ def _up_range(A, row, n, lo, hi, backward):
                     A[yr + r * Wo : yr + (r + 1) * Wo] = A[yr : yr + Wo]
 
 
-@njit(**PJIT)
-def _upsample(A, row, n, backward):
-    planes = n * row[abi.OC]
-    nch = nchunks(planes * row[abi.OH] * row[abi.OW], planes)
-    if nch == 1:
-        _up_range(A, row, n, 0, planes, backward)
-    else:
-        for c in prange(nch):
-            lo, hi = chunk(c, nch, planes)
-            _up_range(A, row, n, lo, hi, backward)
-
-
-@njit(**JIT)
-def upsample_forward(A, P, G, S, W, row, frow, n, training, seed):
-    _upsample(A, row, n, False)
-
-
-@njit(**JIT)
-def upsample_backward(A, P, G, S, W, row, frow, n, training, seed):
-    if row[abi.IN + abi.IN_DOFF] >= 0:
-        _upsample(A, row, n, True)
-
-
-# ----------------------------------------------------------------------------------------- ADD
+# -------------------------------------------------------------------------------- ADD, CONCAT
 @njit(**JIT)
 def _add_range(A, row, n, lo, hi):
     y = row[abi.OUT] * n
@@ -196,28 +108,6 @@ def _add_range(A, row, n, lo, hi):
         _acc_range(A, row[abi.IN + abi.IN_STRIDE * j + abi.IN_OFF] * n, y, lo, hi)
 
 
-@njit(**PJIT)
-def add_forward(A, P, G, S, W, row, frow, n, training, seed):
-    m = n * _size(row, 0)
-    nch = nchunks(m * row[abi.NIN], m)
-    if nch == 1:
-        _add_range(A, row, n, 0, m)
-    else:
-        for c in prange(nch):
-            lo, hi = chunk(c, nch, m)
-            _add_range(A, row, n, lo, hi)
-
-
-@njit(**JIT)
-def add_backward(A, P, G, S, W, row, frow, n, training, seed):
-    m, dy = n * _size(row, 0), row[abi.DOUT] * n
-    for j in range(row[abi.NIN]):
-        dx = row[abi.IN + abi.IN_STRIDE * j + abi.IN_DOFF]
-        if dx >= 0:
-            _copy(A, dy, dx * n, m, True)
-
-
-# -------------------------------------------------------------------------------------- CONCAT
 @njit(**JIT)
 def _concat_range(A, row, n, lo, hi, backward):
     Co, HW = row[abi.OC], row[abi.OH] * row[abi.OW]
@@ -235,22 +125,117 @@ def _concat_range(A, row, n, lo, hi, backward):
             c0 += C
 
 
+# ------------------------------------------------------------------------------- entry points
+COPY, ACC, DROPOUT_F, DROPOUT_B, UPSAMPLE_F, UPSAMPLE_B, ADD_F, CONCAT_F, CONCAT_B = range(9)
+
+
+@njit(**JIT)
+def _chunk(op, c, nch, items, A, row, frow, n, seed, src, dst):
+    lo, hi = chunk(c, nch, items)
+    if op == COPY:
+        _copy_range(A, src, dst, lo, hi)
+    elif op == ACC:
+        _acc_range(A, src, dst, lo, hi)
+    elif op == DROPOUT_F:
+        _dropout_range(A, row, frow, n, seed, lo, hi)
+    elif op == DROPOUT_B:
+        _mask_grad_range(A, row, n, lo, hi)
+    elif op == UPSAMPLE_F:
+        _up_range(A, row, n, lo, hi, False)
+    elif op == UPSAMPLE_B:
+        _up_range(A, row, n, lo, hi, True)
+    elif op == ADD_F:
+        _add_range(A, row, n, lo, hi)
+    else:
+        _concat_range(A, row, n, lo, hi, op == CONCAT_B)
+
+
 @njit(**PJIT)
-def _concat(A, row, n, backward):
-    nch = nchunks(n * row[abi.OC] * row[abi.OH] * row[abi.OW], n)
+def _run(op, items, work, A, row, frow, n, seed, src, dst):
+    """`items` independent items (elements, planes or samples) in one chunk per thread."""
+    nch = nchunks(work, items)
     if nch == 1:
-        _concat_range(A, row, n, 0, n, backward)
+        _chunk(op, 0, 1, items, A, row, frow, n, seed, src, dst)
     else:
         for c in prange(nch):
-            lo, hi = chunk(c, nch, n)
-            _concat_range(A, row, n, lo, hi, backward)
+            _chunk(op, c, nch, items, A, row, frow, n, seed, src, dst)
+
+
+@njit(**JIT)
+def _copy(A, row, frow, n, src, dst, accumulate):
+    """A[dst:] (+)= A[src:] over input 0's size; src and dst are per-sample offsets."""
+    m = n * _size(row, 0)
+    op = np.int64(ACC if accumulate else COPY)
+    _run(op, m, m, A, row, frow, n, 0, src * n, dst * n)
+
+
+@njit(**JIT)
+def flatten_forward(A, P, G, S, W, row, frow, n, training, seed):
+    _copy(A, row, frow, n, row[abi.IN + abi.IN_OFF], row[abi.OUT], False)
+
+
+@njit(**JIT)
+def flatten_backward(A, P, G, S, W, row, frow, n, training, seed):
+    if row[abi.IN + abi.IN_DOFF] >= 0:
+        _copy(A, row, frow, n, row[abi.DOUT], row[abi.IN + abi.IN_DOFF], True)
+
+
+@njit(**JIT)
+def dropout_forward(A, P, G, S, W, row, frow, n, training, seed):
+    if training:
+        m = n * _size(row, 0)
+        _run(np.int64(DROPOUT_F), m, 8 * m, A, row, frow, n, seed, 0, 0)
+    else:
+        _copy(A, row, frow, n, row[abi.IN + abi.IN_OFF], row[abi.OUT], False)
+
+
+@njit(**JIT)
+def dropout_backward(A, P, G, S, W, row, frow, n, training, seed):
+    if row[abi.IN + abi.IN_DOFF] < 0:
+        return
+    if training:
+        m = n * _size(row, 0)
+        _run(np.int64(DROPOUT_B), m, m, A, row, frow, n, seed, 0, 0)
+    else:
+        _copy(A, row, frow, n, row[abi.DOUT], row[abi.IN + abi.IN_DOFF], True)
+
+
+@njit(**JIT)
+def upsample_forward(A, P, G, S, W, row, frow, n, training, seed):
+    planes = n * row[abi.OC]
+    work = planes * row[abi.OH] * row[abi.OW]
+    _run(np.int64(UPSAMPLE_F), planes, work, A, row, frow, n, seed, 0, 0)
+
+
+@njit(**JIT)
+def upsample_backward(A, P, G, S, W, row, frow, n, training, seed):
+    if row[abi.IN + abi.IN_DOFF] >= 0:
+        planes = n * row[abi.OC]
+        work = planes * row[abi.OH] * row[abi.OW]
+        _run(np.int64(UPSAMPLE_B), planes, work, A, row, frow, n, seed, 0, 0)
+
+
+@njit(**JIT)
+def add_forward(A, P, G, S, W, row, frow, n, training, seed):
+    m = n * _size(row, 0)
+    _run(np.int64(ADD_F), m, m * row[abi.NIN], A, row, frow, n, seed, 0, 0)
+
+
+@njit(**JIT)
+def add_backward(A, P, G, S, W, row, frow, n, training, seed):
+    for j in range(row[abi.NIN]):
+        dx = row[abi.IN + abi.IN_STRIDE * j + abi.IN_DOFF]
+        if dx >= 0:
+            _copy(A, row, frow, n, row[abi.DOUT], dx, True)
 
 
 @njit(**JIT)
 def concat_forward(A, P, G, S, W, row, frow, n, training, seed):
-    _concat(A, row, n, False)
+    work = n * row[abi.OC] * row[abi.OH] * row[abi.OW]
+    _run(np.int64(CONCAT_F), n, work, A, row, frow, n, seed, 0, 0)
 
 
 @njit(**JIT)
 def concat_backward(A, P, G, S, W, row, frow, n, training, seed):
-    _concat(A, row, n, True)
+    work = n * row[abi.OC] * row[abi.OH] * row[abi.OW]
+    _run(np.int64(CONCAT_B), n, work, A, row, frow, n, seed, 0, 0)

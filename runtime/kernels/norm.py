@@ -96,31 +96,6 @@ def _bn_bwd_range(A, P, G, S, row, frow, n, training, lo, hi):
                 A[gb + i] += a * A[db + i] + b1 * (A[xb + i] - m32) + b0
 
 
-@njit(**PJIT)
-def bn_forward(A, P, G, S, W, row, frow, n, training, seed):
-    C = row[abi.OC]
-    nch = nchunks(3 * n * C * row[abi.OH] * row[abi.OW], C)
-    if nch == 1:
-        _bn_fwd_range(A, P, S, row, frow, n, training, 0, C)
-    else:
-        for c in prange(nch):
-            lo, hi = chunk(c, nch, C)
-            _bn_fwd_range(A, P, S, row, frow, n, training, lo, hi)
-
-
-@njit(**PJIT)
-def bn_backward(A, P, G, S, W, row, frow, n, training, seed):
-    C = row[abi.OC]
-    nch = nchunks(3 * n * C * row[abi.OH] * row[abi.OW], C)
-    if nch == 1:
-        _bn_bwd_range(A, P, G, S, row, frow, n, training, 0, C)
-    else:
-        for c in prange(nch):
-            lo, hi = chunk(c, nch, C)
-            _bn_bwd_range(A, P, G, S, row, frow, n, training, lo, hi)
-
-
-# ----------------------------------------------------------------------------------------- LRN
 @njit(**JIT)
 def _lrn_fwd_range(A, row, frow, n, lo, hi):
     xo, _, C, H, W = inp(row, 0)
@@ -167,25 +142,53 @@ def _lrn_bwd_range(A, row, frow, n, lo, hi):
                 A[dx + i] += A[dy + i] * sc[j] ** -beta - 2.0 * a * beta * A[x + i] * q
 
 
+# ------------------------------------------------------------------------------- entry points
+BN, LRN = 0, 1
+
+
+@njit(**JIT)
+def _chunk(op, backward, c, nch, items, A, P, G, S, row, frow, n, training):
+    lo, hi = chunk(c, nch, items)
+    if op == BN:
+        if backward:
+            _bn_bwd_range(A, P, G, S, row, frow, n, training, lo, hi)
+        else:
+            _bn_fwd_range(A, P, S, row, frow, n, training, lo, hi)
+    elif backward:
+        _lrn_bwd_range(A, row, frow, n, lo, hi)
+    else:
+        _lrn_fwd_range(A, row, frow, n, lo, hi)
+
+
 @njit(**PJIT)
+def _run(op, backward, A, P, G, S, row, frow, n, training):
+    """BN: one chunk of channels per thread; LRN: one chunk of samples per thread."""
+    m = n * row[abi.OC] * row[abi.OH] * row[abi.OW]
+    items = row[abi.OC] if op == BN else n
+    nch = nchunks(3 * m if op == BN else row[abi.ATTR] * m, items)
+    if nch == 1:
+        _chunk(op, backward, 0, 1, items, A, P, G, S, row, frow, n, training)
+    else:
+        for c in prange(nch):
+            _chunk(op, backward, c, nch, items, A, P, G, S, row, frow, n, training)
+
+
+@njit(**JIT)
+def bn_forward(A, P, G, S, W, row, frow, n, training, seed):
+    _run(np.int64(BN), np.bool_(False), A, P, G, S, row, frow, n, training)
+
+
+@njit(**JIT)
+def bn_backward(A, P, G, S, W, row, frow, n, training, seed):
+    _run(np.int64(BN), np.bool_(True), A, P, G, S, row, frow, n, training)
+
+
+@njit(**JIT)
 def lrn_forward(A, P, G, S, W, row, frow, n, training, seed):
-    nch = nchunks(row[abi.ATTR] * n * row[abi.OC] * row[abi.OH] * row[abi.OW], n)
-    if nch == 1:
-        _lrn_fwd_range(A, row, frow, n, 0, n)
-    else:
-        for c in prange(nch):
-            lo, hi = chunk(c, nch, n)
-            _lrn_fwd_range(A, row, frow, n, lo, hi)
+    _run(np.int64(LRN), np.bool_(False), A, P, G, S, row, frow, n, training)
 
 
-@njit(**PJIT)
+@njit(**JIT)
 def lrn_backward(A, P, G, S, W, row, frow, n, training, seed):
-    if row[abi.IN + abi.IN_DOFF] < 0:
-        return
-    nch = nchunks(row[abi.ATTR] * n * row[abi.OC] * row[abi.OH] * row[abi.OW], n)
-    if nch == 1:
-        _lrn_bwd_range(A, row, frow, n, 0, n)
-    else:
-        for c in prange(nch):
-            lo, hi = chunk(c, nch, n)
-            _lrn_bwd_range(A, row, frow, n, lo, hi)
+    if row[abi.IN + abi.IN_DOFF] >= 0:
+        _run(np.int64(LRN), np.bool_(True), A, P, G, S, row, frow, n, training)

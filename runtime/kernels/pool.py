@@ -103,27 +103,34 @@ def _bwd(A, row, n, lo, hi):
                             A[dx + h * W + w] += g
 
 
+@njit(**JIT)
+def _chunk(backward, c, nch, A, row, n, planes):
+    lo, hi = chunk(c, nch, planes)
+    if backward:
+        _bwd(A, row, n, lo, hi)
+    else:
+        _fwd(A, row, n, lo, hi)
+
+
 @njit(**PJIT)
+def _run(backward, A, row, n):
+    """One chunk of (sample, channel) planes per thread."""
+    planes = n * row[abi.OC]
+    work = planes * row[abi.OH] * row[abi.OW] * row[abi.ATTR] * row[abi.ATTR + 1]
+    nch = nchunks(work, planes)
+    if nch == 1:
+        _chunk(backward, 0, 1, A, row, n, planes)
+    else:
+        for c in prange(nch):
+            _chunk(backward, c, nch, A, row, n, planes)
+
+
+@njit(**JIT)
 def pool_forward(A, P, G, S, W, row, frow, n, training, seed):
-    planes = n * row[abi.OC]
-    nch = nchunks(planes * row[abi.OH] * row[abi.OW] * row[abi.ATTR] * row[abi.ATTR + 1], planes)
-    if nch == 1:
-        _fwd(A, row, n, 0, planes)
-    else:
-        for c in prange(nch):
-            lo, hi = chunk(c, nch, planes)
-            _fwd(A, row, n, lo, hi)
+    _run(np.int64(0), A, row, n)
 
 
-@njit(**PJIT)
+@njit(**JIT)
 def pool_backward(A, P, G, S, W, row, frow, n, training, seed):
-    if row[abi.IN + abi.IN_DOFF] < 0:
-        return
-    planes = n * row[abi.OC]
-    nch = nchunks(planes * row[abi.OH] * row[abi.OW] * row[abi.ATTR] * row[abi.ATTR + 1], planes)
-    if nch == 1:
-        _bwd(A, row, n, 0, planes)
-    else:
-        for c in prange(nch):
-            lo, hi = chunk(c, nch, planes)
-            _bwd(A, row, n, lo, hi)
+    if row[abi.IN + abi.IN_DOFF] >= 0:
+        _run(np.int64(1), A, row, n)
