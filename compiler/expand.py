@@ -85,7 +85,8 @@ class _Scope:
     params: dict[str, int | float]
     names: dict[str, int]
     name_locs: dict[str, Loc] = field(default_factory=dict)
-    ahead: dict[str, Loc] = field(default_factory=dict)  # names bound later in the same body
+    ahead: dict[str, Loc] = field(default_factory=dict)  # names bound further down the body
+    unbound: set[str] = field(default_factory=set)  # names whose chain failed, already reported
     counters: dict[str, int] = field(default_factory=dict)
     stack: tuple[str, ...] = ()
     call_locs: tuple[Loc, ...] = ()
@@ -198,7 +199,10 @@ class _Expander:
             elif isinstance(arg, KwArg):
                 option = options.get(arg.key)
                 if option is None:
+                    short = next((o for o in kind.options if o.short == arg.key), None)
                     hint = did_you_mean(arg.key, options)
+                    if short is not None:
+                        hint = f"`key=value` takes the full name: `{short.name}=...`"
                     self.problems.add(
                         f"{kind.name} has no argument `{arg.key}`",
                         arg.loc,
@@ -372,6 +376,8 @@ class _Expander:
     def lookup(self, ref: Ref, scope: _Scope) -> int | None:
         if ref.name in scope.names:
             return scope.names[ref.name]
+        if ref.name in scope.unbound:
+            return None
         later = scope.ahead.get(ref.name)
         if later is not None:
             self.problems.add(
@@ -498,7 +504,10 @@ class _Expander:
                 current = self.link(first, current, scope)
             for link in rest:
                 if isinstance(link, Ref):
-                    if current is not None:
+                    scope.ahead.pop(link.name, None)
+                    if current is None:
+                        scope.unbound.add(link.name)
+                    else:
                         self.bind(link, current, scope)
                 else:
                     current = self.link(link, current, scope)

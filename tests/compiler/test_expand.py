@@ -1,0 +1,326 @@
+"""Tests for cnnc.compiler.expand: blocks and repeats inlined, names resolved, arguments
+interpreted; and every mistake in names, arguments and structure reported, all in one run."""
+
+from __future__ import annotations
+
+import pytest
+from cnnc.compiler import expand as E
+from cnnc.compiler.errors import SpecError
+from cnnc.compiler.expand import Graph, expand
+from cnnc.compiler.syntax import parse
+
+HEAD = "input 3x32x32\n"
+
+
+def graph(source: str) -> Graph:
+    return expand(parse(source, "t.cnn"))
+
+
+def errors(source: str) -> list:
+    with pytest.raises(SpecError) as caught:
+        graph(source)
+    assert all(d.path == "t.cnn" for d in caught.value.diagnostics)
+    return caught.value.diagnostics
+
+
+def error(source: str):
+    (diagnostic,) = errors(source)
+    return diagnostic
+
+
+def kinds(g: Graph) -> list[str]:
+    return [node.kind for node in g.nodes]
+
+
+# ---- expansion ---------------------------------------------------------------------------------
+
+
+def test_a_chain_becomes_numbered_nodes():
+    g = graph(HEAD + "CONV 6@5x5 -> RELU -> CONV 6@3x3 -> RELU -> FC 10")
+    assert [n.name for n in g.nodes] == ["input", "conv1", "relu1", "conv2", "relu2", "fc1"]
+    assert [n.inputs for n in g.nodes] == [(), (0,), (1,), (2,), (3,), (4,)]
+    assert g.output == 5 and g.input_shape == (3, 32, 32) and g.name == "t"
+
+
+def test_arguments_are_interpreted_with_defaults():
+    g = graph(HEAD + "CONV 6@5x3 s2 p1x2 d2 nobias -> POOL avg 3x3 ceil -> FC 10")
+    conv, pool, fc = g.nodes[1:]
+    assert conv.attrs == {
+        "filters": 6,
+        "kernel": (5, 3),
+        "stride": (2, 2),
+        "pad": (1, 2),
+        "dilation": (2, 2),
+        "groups": 1,
+        "bias": False,
+    }
+    assert (pool.attrs["mode"], pool.attrs["kernel"], pool.attrs["stride"]) == ("avg", (3, 3), None)
+    assert pool.attrs["ceil"] is True and fc.attrs == {"units": 10, "bias": True}
+
+
+@pytest.mark.parametrize(
+    ("text", "attrs"),
+    [
+        ("CONV 8@3 same dw", {"kernel": (3, 3), "pad": "same", "groups": "dw"}),
+        ("CONV 8@3x3 valid g2", {"pad": (0, 0), "groups": 2}),
+        ("CONV 8@3x3 stride=2x1 groups=4", {"stride": (2, 1), "groups": 4}),
+        ("CONV 8@3x3 bias=0", {"bias": False}),
+        ("CONV kernel=3 filters=2*4", {"filters": 8, "kernel": (3, 3)}),
+        ("DECONV 8@2x2 s2 op1", {"outpad": (1, 1)}),
+        ("POOL max 2x2 s1 p1 exclude_pad", {"pad": (1, 1), "count_pad": False}),
+        ("POOL avg global", {"global": True, "mode": "avg"}),
+        ("POOL 3x3 mode=sum floor", {"mode": "sum", "ceil": False}),
+        ("DROPOUT 0.25", {"rate": 0.25}),
+        ("LEAKYRELU 0.2", {"slope": 0.2}),
+        ("UPSAMPLE 2x3", {"scale": (2, 3)}),
+        ("UPSAMPLE", {"scale": (2, 2)}),
+        ("LRN 3 alpha=2e-4", {"size": 3, "alpha": 2e-4}),
+        ("BN eps=1e-3 momentum=0.01", {"eps": 1e-3, "momentum": 0.01}),
+    ],
+)
+def test_argument_spellings(text, attrs):
+    node = graph(HEAD + text).nodes[1]
+    assert {key: node.attrs[key] for key in attrs} == attrs
+
+
+def test_repeats_and_block_calls_are_inlined():
+    g = graph(
+        HEAD + "block unit(c) {\n  in -> CONV c@3x3 p1 -> y\n  ADD(y, in) -> out\n}\n"
+        "CONV 4@1x1 -> unit(4) x2 -> RELU x3"
+    )
+    assert kinds(g) == ["INPUT", "CONV", "CONV", "ADD", "CONV", "ADD", "RELU", "RELU", "RELU"]
+    names = [n.name for n in g.nodes]
+    assert names[2:6] == ["unit1.conv1", "unit1.add1", "unit2.conv1", "unit2.add1"]
+    assert g.nodes[3].inputs == (2, 1)  # ADD(y, in): in is what flowed into the call
+    assert g.tensors == {"unit1.y": 2, "unit1.out": 3, "unit2.y": 4, "unit2.out": 5}
+    assert g.nodes[2].call_locs[0].line == 6
+
+
+def test_block_parameters_defaults_and_expressions():
+    g = graph(
+        HEAD + "block b(c, k=3, g=c // 2) { in -> CONV c*2@k groups=g -> out }\n"
+        "b(4) -> b(c=2, k=1) -> b(8, 5, 1)"
+    )
+    convs = [(n.attrs["filters"], n.attrs["kernel"], n.attrs["groups"]) for n in g.nodes[1:]]
+    assert convs == [(8, (3, 3), 2), (4, (1, 1), 1), (16, (5, 5), 1)]
+
+
+def test_nested_blocks_qualify_names():
+    g = graph(
+        HEAD + "block inner(c) { in -> CONV c@1x1 -> out }\n"
+        "block outer(c) { in -> inner(c) -> inner(c) -> out }\n"
+        "outer(2) -> FC 3"
+    )
+    assert [n.name for n in g.nodes[1:]] == [
+        "outer1.inner1.conv1",
+        "outer1.inner2.conv1",
+        "fc1",
+    ]
+    assert len(g.nodes[1].call_locs) == 2
+
+
+def test_a_chain_continues_from_the_last_one_and_names_can_be_taken_midway():
+    g = graph(HEAD + "CONV 2@3x3 -> a -> RELU\nCONV 2@3x3 -> b\nADD(b, b) -> FC 3")
+    assert kinds(g) == ["INPUT", "CONV", "RELU", "CONV", "ADD", "FC"]
+    assert g.tensors == {"a": 1, "b": 3} and g.nodes[3].inputs == (2,)
+
+
+def test_top_level_in_is_the_input_and_out_is_the_output():
+    g = graph(HEAD + "in -> CONV 2@1x1 -> a\nin -> CONV 2@1x1 -> b\nADD(a, b) -> out\n")
+    assert g.output == g.tensors["out"] == 3
+    assert g.nodes[1].inputs == g.nodes[2].inputs == (0,)
+
+
+def test_concat_of_many_and_merge_inputs_in_order():
+    g = graph(HEAD + "CONV 1@1x1 -> a\nin -> CONV 2@1x1 -> b\nin -> CONV 3@1x1 -> c\nCONCAT(c, a, b)")
+    assert g.nodes[-1].inputs == (3, 1, 2)
+
+
+# ---- mistakes ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "where", "message", "fix"),
+    [
+        ("CONVV 6@3x3", (2, 1), "unknown layer `CONVV`", "did you mean `CONV`?"),
+        ("CONV 6@3x3 -> FOO", (2, 15), "unknown layer `FOO`", "layers: CONV, DECONV"),
+        ("CONV 6@3x3 strid=2", (2, 12), "CONV has no argument `strid`", "`stride`?"),
+        ("CONV 6@3x3 nobais", (2, 12), "CONV has no argument `nobais`", "`nobias`?"),
+        ("CONV 6@3x3 s2 s3", (2, 15), "CONV gets `stride` twice", "keep one"),
+        ("CONV 6@3x3 kernel=5", (2, 12), "CONV gets `kernel` twice", "keep one"),
+        ("CONV 6@3x3 s", (2, 12), "`s` needs a number: `s2` sets the stride to 2", "`s1`"),
+        ("CONV 6@3x3 relu", (2, 12), "CONV has no argument `relu`", "`-> RELU`"),
+        ("CONV s2", (2, 1), "CONV needs its kernel", "CONV takes: <filters>@<kernel> sN"),
+        ("CONV 6", (2, 6), "CONV takes no bare number", "CONV takes:"),
+        ("CONV 6@3x3 2x2", (2, 12), "CONV gets `kernel` twice", None),
+        ("RELU 2", (2, 6), "RELU takes no bare number", "RELU takes no arguments"),
+        ("RELU 2x2", (2, 6), "RELU takes no size `2x2`", None),
+        ("FC 10@3", (2, 4), "FC takes no `filters@kernel`", "FC takes: <units>"),
+        ("FC", (2, 1), "FC needs its units", None),
+        ("FC 0", (2, 4), "FC units must be a positive whole number, not `0`", "`FC 1`"),
+        ("FC 2.5", (2, 4), "FC units must be a positive whole number, not `2.5`", None),
+        ("FC 2000000", (2, 4), "FC units must be at most 1048576", None),
+        ("POOL max 2x2 s0", (2, 14), "POOL stride must be a positive size", "`s1` is the smallest"),
+        ("CONV 6@0x3", (2, 6), "CONV kernel must be a positive size", None),
+        ("CONV 6@3x3x3", (2, 6), "CONV kernel must be a positive size", None),
+        ("CONV 0@3x3", (2, 6), "CONV filters must be a positive whole number", None),
+        ("CONV 6@3x3 g0", (2, 12), "CONV groups must be a positive", "`g1` is the smallest"),
+        ("CONV 6@3x3 bias=2", (2, 12), "CONV bias must be 0 or 1", None),
+        ("POOL 2x2 mode=foo", (2, 10), "POOL mode must be one of max, avg, sum", None),
+        ("LEAKYRELU slope=3x3", (2, 11), "LEAKYRELU slope must be a number", None),
+        ("CONV k@3x3", (2, 6), "unknown parameter `k` (parameters: none here)", None),
+        ("FC 4/0", (2, 4), "division by zero: 4 / 0", None),
+        ("FC 100000000000*100000000000", (2, 4), "this number is out of range", None),
+        ("LEAKYRELU 1e400", (2, 11), "this number is out of range", None),
+        ("RELU(a, b)", (2, 1), "`RELU(...)` is not a merge; merges are ADD, CONCAT", None),
+        ("CONV 2@1x1 -> a\nADD(a)", (3, 1), "ADD needs at least two inputs", "`ADD(a, b)`"),
+        ("CONV 2@1x1 -> ADD", (2, 15), "ADD merges named branches: write `ADD(a, b)`", None),
+        ("ADD(a, in) -> FC 3", (2, 5), "`a` is not defined here (defined: in)", None),
+        ("CONV 1@1x1 -> feat\nADD(faet, in)", (3, 5), "`faet` is not defined", "`feat`?"),
+        ("CONV 2@1x1 g=2", (2, 12), "CONV has no argument `g`", "`groups=...`"),
+        ("relu -> FC 3", (2, 1), "`relu` is not defined here", "capitals: `RELU`"),
+        (
+            "ADD(a, in) -> FC 3\nCONV 3@1x1 -> a",
+            (2, 5),
+            "`a` is used before it is defined (at line 3)",
+            "move the chain that ends in `-> a` above this line",
+        ),
+        ("CONV 3@1x1 -> a\nCONV 3@1x1 -> a", (3, 15), "`a` is already defined (first at line 2)", None),
+        ("CONV 3@1x1 -> a\na", (3, 1), "`a` alone does nothing", "`a -> ...`"),
+        ("FC 3 x0", (2, 1), "repeat count x0 is outside 1..1000", None),
+        ("FC 3 x1001", (2, 1), "repeat count x1001 is outside 1..1000", None),
+        ("nothing(3)", (2, 1), "unknown block `nothing`", "define it first"),
+        ("conv(3)", (2, 1), "unknown block `conv`", "capitals: `CONV`"),
+    ],
+)
+def test_mistakes_are_located_and_explained(source, where, message, fix):
+    diagnostic = error(HEAD + source)
+    assert (diagnostic.loc.line, diagnostic.loc.col) == where
+    assert message in diagnostic.message
+    if fix is not None:
+        assert fix in diagnostic.fix
+
+
+@pytest.mark.parametrize(
+    ("blocks", "call", "message"),
+    [
+        ("block b(c) { in -> out }", "b(1, 2)", "block `b` takes 1 argument(s) (c), but gets 2"),
+        ("block b(c) { in -> out }", "b(d=2)", "block `b` has no parameter `d`"),
+        ("block b(c) { in -> out }", "b(1, c=2)", "parameter `c` is given twice"),
+        ("block b(c) { in -> out }", "b()", "block `b` needs parameter `c`"),
+        ("block b(c, c) { in -> out }", "b(1, 2)", "parameter `c` is listed twice"),
+        ("block b() { in -> out }\nblock b() { in -> out }", "b()", "block `b` is defined twice"),
+        ("block b(c) { in -> CONV 2@1x1 -> c }", "b(1)", "`c` is a block parameter"),
+        ("block b() { in -> b() -> out }", "b()", "block `b` calls itself (b -> b)"),
+        (
+            "block a() { in -> b() -> out }\nblock b() { in -> a() -> out }",
+            "a()",
+            "block `a` calls itself (a -> b -> a)",
+        ),
+        ("block b() { in -> RELU -> y }\nblock u() { in -> out }", "b()", "never called"),
+    ],
+)
+def test_block_mistakes(blocks, call, message):
+    assert any(message in d.message for d in errors(HEAD + blocks + "\n" + call))
+
+
+def test_blocks_nested_past_the_bound():
+    blocks = "".join(f"block b{i}() {{ in -> b{i + 1}() -> out }}\n" for i in range(40))
+    diagnostic = error(HEAD + blocks + "block b40() { in -> RELU -> out }\nb0()")
+    assert f"blocks nest deeper than {E.MAX_CALL_DEPTH}" in diagnostic.message
+
+
+def test_expansion_past_the_node_bound_stops_early():
+    source = HEAD + "block a() { in -> RELU x1000 -> out }\nblock b() { in -> a() x1000 -> out }\nb()"
+    diagnostic = error(source)
+    assert "expands to more than 100,000 layers" in diagnostic.message
+
+
+# ---- dead code ---------------------------------------------------------------------------------
+
+
+def test_a_named_tensor_nobody_reads_is_an_error():
+    diagnostic = error(HEAD + "CONV 2@1x1 -> side\nin -> FC 3")
+    assert diagnostic.message == "`side` is computed but never used"
+    assert (diagnostic.loc.line, diagnostic.loc.col) == (2, 15)
+
+
+def test_an_unnamed_chain_end_nobody_reads_is_an_error():
+    diagnostic = error(HEAD + "CONV 2@1x1 -> RELU\nin -> FC 3")
+    assert diagnostic.message == "the end of this chain is never used"
+    assert (diagnostic.loc.line, diagnostic.loc.col) == (2, 15)
+
+
+def test_a_dead_branch_in_a_block_is_reported_once_however_often_it_is_called():
+    diagnostic = error(
+        HEAD + "block b() {\n  in -> CONV 2@1x1 -> unused\n  in -> RELU -> out\n}\nb() x3"
+    )
+    assert "`unused` is computed but never used" in diagnostic.message
+    assert diagnostic.loc.line == 3
+
+
+def test_a_name_used_by_the_next_chain_or_as_the_output_is_not_dead():
+    graph(HEAD + "CONV 2@1x1 -> a\nRELU -> FC 3")  # the next chain continues from `a`
+    graph(HEAD + "CONV 2@1x1 -> a -> RELU -> b")  # `a` flows on; `b` is the output
+    graph(HEAD + "block b() { in -> RELU -> y }\nb() -> FC 3")  # a block's last tensor is its out
+
+
+# ---- headers and input -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "message", "fix"),
+    [
+        ("FC 3", "the spec has no input shape", "`input 1x28x28`"),
+        ("input 3x32x32\n", "the spec has no layers", "add a chain"),
+        ("input 3x0x32\nFC 3", "input 3x0x32 has a size of 0", "`input 3x32x32`"),
+        ("input 3x32\nFC 3", "input must be CxHxW, not 3x32", None),
+        ("input 3x2000000x1\nFC 3", "input 3x2000000x1 is too large", None),
+        ("input 64x4096x4096\nFC 3", "input 64x4096x4096 is too large", None),
+        ("input 3x8x8\ninput 3x8x8\nFC 3", "the header line is repeated", "keep one"),
+    ],
+)
+def test_header_mistakes(source, message, fix):
+    diagnostic = error(source)
+    assert message in diagnostic.message
+    assert diagnostic.loc.line >= 1
+    if fix is not None:
+        assert fix in diagnostic.fix
+
+
+def test_a_single_number_input_is_a_vector_of_that_many_channels():
+    assert graph("input 10\nFC 3").input_shape == (10, 1, 1)
+
+
+def test_the_network_name_defaults_to_the_file_name():
+    assert expand(parse("input 1x8x8\nFC 3", "specs/my_net.cnn")).name == "my_net"
+    assert graph("network other\ninput 1x8x8\nFC 3").name == "other"
+
+
+# ---- every independent problem in one run ------------------------------------------------------
+
+
+def test_independent_mistakes_are_all_reported():
+    found = errors(
+        "input 3x0x32\n"
+        "block b(c) { in -> CONV c@3x3 -> out }\n"
+        "CONVV 6@3x3 -> FC 0\n"
+        "in -> CONV 6@3x3 s -> b(1, 2) -> b(d=1) -> missing\n"
+        "ADD(missing, nowhere)\n"
+    )
+    assert [(d.loc.line, d.loc.col, d.message.split()[0]) for d in found] == [
+        (1, 7, "input"),  # a size of 0
+        (3, 1, "unknown"),  # CONVV
+        (3, 19, "FC"),  # FC 0
+        (4, 18, "`s`"),  # needs a number
+        (4, 23, "block"),  # b(1, 2): too many arguments
+        (4, 36, "block"),  # b(d=1): no parameter d
+        (4, 34, "block"),  # b(d=1): c is missing
+        # `missing` is not reported: its chain failed already
+        (5, 14, "`nowhere`"),
+    ]
+
+
+def test_a_layer_after_a_mistake_is_still_checked_but_not_blamed():
+    found = errors(HEAD + "FOO -> CONV 2@3x3 s0 -> RELU -> FC 10")
+    assert [d.message.split()[0] for d in found] == ["unknown", "CONV"]
