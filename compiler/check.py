@@ -188,7 +188,8 @@ def check(graph: Graph, verify_expects: bool = True) -> Checked:
         fix = error.fix
         if error.sizes:
             notes += _roundings(graph, layers, node)
-            works = _input_that_works(graph) or () if works is None else works
+            if works is None:
+                works = _input_that_works(graph) or ()
             if works:
                 fix = "; or ".join(filter(None, [fix, f"feed an input of {fmt(works)}"]))
         notes += [f"in the block called at line {loc.line}" for loc in node.call_locs[-1:]]
@@ -260,14 +261,20 @@ def verify(checked: Checked, expect: Expect, path: str):
         wanted = wanted if isinstance(wanted, tuple) else (wanted,)
         if expect.op not in ("==", "!="):
             return Diagnostic(
-                "expect: a shape can only be compared with == or !=", expect.loc, path=path
+                "expect: a shape can only be compared with == or !=",
+                expect.loc,
+                fix=f"`expect {expect.target} == {fmt(actual)}`",
+                path=path,
             )
         passed = COMPARE[expect.op](tuple(actual), wanted)
         shown_actual, shown_wanted = fmt(actual), fmt(wanted)
     else:
         if isinstance(wanted, tuple):
             return Diagnostic(
-                f"expect: `{expect.target}` is a number, not a shape", expect.loc, path=path
+                f"expect: `{expect.target}` is a number, not a shape",
+                expect.loc,
+                fix=f"`expect {expect.target} == {actual}`",
+                path=path,
             )
         passed = COMPARE[expect.op](actual, wanted)
         shown_actual, shown_wanted = f"{actual:,}", f"{wanted:,}"

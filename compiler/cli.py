@@ -67,8 +67,12 @@ def load(path: str | Path, input_shape=None, verify_expects: bool = True):
 
 
 def _source(path) -> str | None:
+    """The text to show under a diagnostic; no more than the parser would read (think /dev/zero)."""
+    from .syntax import MAX_SOURCE_BYTES
+
     try:
-        return Path(path).read_bytes().decode("utf-8", "replace")
+        with open(path, "rb") as handle:
+            return handle.read(MAX_SOURCE_BYTES + 1).decode("utf-8-sig", "replace")
     except OSError:
         return None
 

@@ -33,6 +33,7 @@ MAX_NODES = 100_000
 MAX_REPEAT = 1_000
 MAX_CALL_DEPTH = 32
 MAX_DIM = 1 << 20
+MAX_INPUT = 1 << 28  # values per sample
 MAX_NUMBER = 1e18
 
 
@@ -48,7 +49,6 @@ ARITHMETIC = {
     "//": operator.floordiv,
     "/": _divide,
 }
-MAX_INPUT = 1 << 28  # values per sample
 
 
 @dataclass(frozen=True)
@@ -124,19 +124,21 @@ class _Expander:
             hint = did_you_mean(expr.name, scope.params)
             known = ", ".join(scope.params) or "none here"
             self.problems.add(
-                f"unknown parameter `{expr.name}` (parameters: {known})", expr.loc, fix=hint or None
+                f"unknown parameter `{expr.name}` (parameters: {known})",
+                expr.loc,
+                fix=hint or "use a number, or a parameter of the block around it",
             )
             return None
         if isinstance(expr, Neg):
             value = self.evaluate(expr.operand, scope)
             return None if value is None else -value
         left, right = self.evaluate(expr.left, scope), self.evaluate(expr.right, scope)
-        if not isinstance(left, int | float) or not isinstance(right, int | float):
-            if isinstance(left, str) or isinstance(right, str):
-                self.problems.add("arithmetic needs numbers or block parameters", expr.loc)
+        if left is None or right is None:
             return None
         if expr.op in ("/", "//") and right == 0:
-            self.problems.add(f"division by zero: {left} {expr.op} 0", expr.loc)
+            self.problems.add(
+                f"division by zero: {left} {expr.op} 0", expr.loc, fix="divide by a non-zero number"
+            )
             return None
         try:
             result = ARITHMETIC[expr.op](left, right)
@@ -147,7 +149,11 @@ class _Expander:
     def in_range(self, value, loc: Loc):
         if abs(value) <= MAX_NUMBER:  # false for inf and nan too
             return value
-        self.problems.add(f"this number is out of range (at most {MAX_NUMBER:.0e} in size)", loc)
+        self.problems.add(
+            f"this number is out of range (at most {MAX_NUMBER:.0e} in size)",
+            loc,
+            fix="is it the number you meant? sizes, counts and rates are far smaller",
+        )
         return None
 
     # -- layer arguments --
@@ -436,7 +442,9 @@ class _Expander:
                 return None
             if kind.arity[0] > 1:
                 self.problems.add(
-                    f"{kind.name} merges named branches: write `{kind.name}(a, b)`", link.loc
+                    f"{kind.name} merges named branches: write `{kind.name}(a, b)`",
+                    link.loc,
+                    fix=f"end each branch in a name (`... -> a`), then `{kind.name}(a, b) -> ...`",
                 )
                 return None
             repeat_ok, attrs = self.repeat_ok(link), self.interpret(link, kind, scope)
@@ -459,7 +467,11 @@ class _Expander:
     def repeat_ok(self, link) -> bool:
         if 1 <= link.repeat <= MAX_REPEAT:
             return True
-        self.problems.add(f"repeat count x{link.repeat} is outside 1..{MAX_REPEAT}", link.loc)
+        self.problems.add(
+            f"repeat count x{link.repeat} is outside 1..{MAX_REPEAT}",
+            link.loc,
+            fix=f"use `x1` to `x{MAX_REPEAT}`; for more, repeat a block that repeats",
+        )
         return False
 
     def merge(self, merge: Merge, scope: _Scope) -> int | None:
@@ -469,7 +481,8 @@ class _Expander:
             self.problems.add(
                 f"`{merge.kind}(...)` is not a merge; merges are " + ", ".join(merges),
                 merge.loc,
-                fix=did_you_mean(merge.kind, merges) or None,
+                fix=did_you_mean(merge.kind, merges)
+                or f"a layer takes one input: `a -> {merge.kind}`",
             )
             return None
         if len(merge.inputs) < 2:
@@ -535,7 +548,11 @@ class _Expander:
             )
             raise _Stop
         if len(scope.stack) >= MAX_CALL_DEPTH:
-            self.problems.add(f"blocks nest deeper than {MAX_CALL_DEPTH}", call.loc)
+            self.problems.add(
+                f"blocks nest deeper than {MAX_CALL_DEPTH}",
+                call.loc,
+                fix="call the inner blocks one after another instead of one inside the other",
+            )
             raise _Stop
         self.called.add(block.name)
         params = self.bind_params(block, call, scope)
@@ -561,6 +578,7 @@ class _Expander:
                 f"block `{block.name}` takes {len(names)} argument(s) "
                 f"({', '.join(names)}), but gets {len(positional)}",
                 call.loc,
+                fix=f"call it as `{block.name}({', '.join(names)})`",
             )
             return None
         for name, arg in zip(names, positional, strict=False):
@@ -577,7 +595,9 @@ class _Expander:
                 )
                 ok = False
             elif arg.key in values:
-                self.problems.add(f"parameter `{arg.key}` is given twice", arg.loc)
+                self.problems.add(
+                    f"parameter `{arg.key}` is given twice", arg.loc, fix="keep one of them"
+                )
                 ok = False
             else:
                 values[arg.key] = self.evaluate(arg.value, scope)
@@ -586,7 +606,9 @@ class _Expander:
             if param.name not in values:
                 if param.default is None:
                     self.problems.add(
-                        f"block `{block.name}` needs parameter `{param.name}`", call.loc
+                        f"block `{block.name}` needs parameter `{param.name}`",
+                        call.loc,
+                        fix=f"call it as `{block.name}({', '.join(names)})`",
                     )
                     ok = False
                 else:
@@ -608,7 +630,9 @@ def expand(spec: Spec) -> Graph:
         seen = set()
         for param in block.params:
             if param.name in seen:
-                problems.add(f"parameter `{param.name}` is listed twice", param.loc)
+                problems.add(
+                    f"parameter `{param.name}` is listed twice", param.loc, fix="rename one"
+                )
             seen.add(param.name)
     scope = _Scope("", {}, {"in": 0})
     expander.nodes.append(

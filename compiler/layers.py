@@ -146,8 +146,9 @@ def conv_shape(attrs: dict, ins: list[Shape]) -> Shape:
             )
     ph, pw = _padding(attrs)
     (kh, kw), (sh, sw), (dh, dw) = attrs["kernel"], attrs["stride"], attrs["dilation"]
-    ho, rows = _window_out(f"CONV {fmt((kh, kw))}", h, kh, sh, ph, dh, "rows")
-    wo, columns = _window_out(f"CONV {fmt((kh, kw))}", w, kw, sw, pw, dw, "columns")
+    name = describe("CONV", attrs)
+    ho, rows = _window_out(name, h, kh, sh, ph, dh, "rows")
+    wo, columns = _window_out(name, w, kw, sw, pw, dw, "columns")
     attrs["_groups"], attrs["_pad"], attrs["_filters"] = groups, (ph, pw), filters
     attrs["_rounded"] = _rounded(rows, columns)
     return (filters, ho, wo)
@@ -205,7 +206,10 @@ def deconv_shape(attrs: dict, ins: list[Shape]) -> Shape:
     ph, pw = attrs["pad"]
     oph, opw = attrs["outpad"]
     if oph >= max(sh, dh) or opw >= max(sw, dw):
-        raise ShapeError("DECONV output padding must be smaller than the stride or the dilation")
+        raise ShapeError(
+            "DECONV output padding must be smaller than the stride or the dilation",
+            fix=f"use `op{min(max(sh, dh), max(sw, dw)) - 1}` or less",
+        )
     ho = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
     wo = (w - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
     if ho < 1 or wo < 1:
@@ -277,12 +281,9 @@ def pool_shape(attrs: dict, ins: list[Shape]) -> Shape:
             f"POOL padding {fmt(pad)} is more than half the window {fmt(kernel)}",
             fix="pad at most half the window, as PyTorch requires",
         )
-    ho, rows = _window_out(
-        f"POOL {fmt(kernel)}", h, kernel[0], stride[0], pad[0], 1, "rows", attrs["ceil"]
-    )
-    wo, columns = _window_out(
-        f"POOL {fmt(kernel)}", w, kernel[1], stride[1], pad[1], 1, "columns", attrs["ceil"]
-    )
+    name = describe("POOL", attrs)
+    ho, rows = _window_out(name, h, kernel[0], stride[0], pad[0], 1, "rows", attrs["ceil"])
+    wo, columns = _window_out(name, w, kernel[1], stride[1], pad[1], 1, "columns", attrs["ceil"])
     attrs["_kernel"], attrs["_stride"], attrs["_pad"] = kernel, stride, pad
     attrs["_rounded"] = _rounded(rows, columns)
     return (c, ho, wo)

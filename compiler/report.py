@@ -12,6 +12,7 @@ from .layers import describe, fmt
 from .lower import lower
 
 SCHEMA_VERSION = 1
+ROUNDS_UP = 0.999995  # 999,995 shows as 1.00M, not 1000.00k
 
 
 def build(checked: Checked, batch: int = 1, threads: int | None = None) -> dict:
@@ -89,14 +90,14 @@ def validate(report: dict) -> None:
 def human(count: float, unit: str = "") -> str:
     """1234567 -> '1.23M'; the exact figure stays in the JSON report."""
     for limit, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(count) >= limit:
+        if abs(count) >= limit * ROUNDS_UP:
             return f"{count / limit:.2f}{suffix}{unit}"
     return f"{count:g}{unit}"
 
 
 def human_bytes(count: int) -> str:
     for limit, suffix in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
-        if count >= limit:
+        if count >= limit * ROUNDS_UP:
             return f"{count / limit:.2f} {suffix}"
     return f"{count} B"
 

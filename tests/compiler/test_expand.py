@@ -132,7 +132,9 @@ def test_top_level_in_is_the_input_and_out_is_the_output():
 
 
 def test_concat_of_many_and_merge_inputs_in_order():
-    g = graph(HEAD + "CONV 1@1x1 -> a\nin -> CONV 2@1x1 -> b\nin -> CONV 3@1x1 -> c\nCONCAT(c, a, b)")
+    g = graph(
+        HEAD + "CONV 1@1x1 -> a\nin -> CONV 2@1x1 -> b\nin -> CONV 3@1x1 -> c\nCONCAT(c, a, b)"
+    )
     assert g.nodes[-1].inputs == (3, 1, 2)
 
 
@@ -185,7 +187,12 @@ def test_concat_of_many_and_merge_inputs_in_order():
             "`a` is used before it is defined (at line 3)",
             "move the chain that ends in `-> a` above this line",
         ),
-        ("CONV 3@1x1 -> a\nCONV 3@1x1 -> a", (3, 15), "`a` is already defined (first at line 2)", None),
+        (
+            "CONV 3@1x1 -> a\nCONV 3@1x1 -> a",
+            (3, 15),
+            "`a` is already defined (first at line 2)",
+            None,
+        ),
         ("CONV 3@1x1 -> a\na", (3, 1), "`a` alone does nothing", "`a -> ...`"),
         ("FC 3 x0", (2, 1), "repeat count x0 is outside 1..1000", None),
         ("FC 3 x1001", (2, 1), "repeat count x1001 is outside 1..1000", None),
@@ -197,6 +204,7 @@ def test_mistakes_are_located_and_explained(source, where, message, fix):
     diagnostic = error(HEAD + source)
     assert (diagnostic.loc.line, diagnostic.loc.col) == where
     assert message in diagnostic.message
+    assert diagnostic.fix, "every mistake suggests a fix"
     if fix is not None:
         assert fix in diagnostic.fix
 
@@ -221,7 +229,9 @@ def test_mistakes_are_located_and_explained(source, where, message, fix):
     ],
 )
 def test_block_mistakes(blocks, call, message):
-    assert any(message in d.message for d in errors(HEAD + blocks + "\n" + call))
+    found = errors(HEAD + blocks + "\n" + call)
+    assert any(message in d.message for d in found)
+    assert all(d.fix for d in found), "every mistake suggests a fix"
 
 
 def test_blocks_nested_past_the_bound():
@@ -231,7 +241,9 @@ def test_blocks_nested_past_the_bound():
 
 
 def test_expansion_past_the_node_bound_stops_early():
-    source = HEAD + "block a() { in -> RELU x1000 -> out }\nblock b() { in -> a() x1000 -> out }\nb()"
+    source = (
+        HEAD + "block a() { in -> RELU x1000 -> out }\nblock b() { in -> a() x1000 -> out }\nb()"
+    )
     diagnostic = error(source)
     assert "expands to more than 100,000 layers" in diagnostic.message
 

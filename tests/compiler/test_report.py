@@ -1,0 +1,154 @@
+"""Tests for cnnc.compiler.report: the report dict (always validated against the shipped JSON
+Schema), its terminal table and its Markdown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from cnnc.compiler import report
+from cnnc.compiler.check import check, check_file
+from cnnc.compiler.expand import expand
+from cnnc.compiler.syntax import parse
+
+SPECS = Path(__file__).parents[2] / "specs"
+
+
+def built(source: str, batch: int = 1) -> dict:
+    data = report.build(check(expand(parse(source, "t.cnn")), False), batch=batch)
+    report.validate(data)
+    return data
+
+
+def spec_report(name: str, batch: int = 1) -> dict:
+    data = report.build(check_file(str(SPECS / f"{name}.cnn"), verify_expects=False), batch=batch)
+    report.validate(data)
+    return data
+
+
+def test_the_shipped_schema_is_a_valid_schema():
+    jsonschema.Draft202012Validator.check_schema(report.schema())
+
+
+@pytest.mark.parametrize("name", ["lenet5", "unet_small", "resnet_cifar", "fashion_small"])
+def test_zoo_reports_validate_and_add_up(name):
+    data = spec_report(name)
+    rows = data["layers"]
+    assert [row["index"] for row in rows] == list(range(len(rows)))
+    assert data["totals"]["params"] == sum(row["params"] for row in rows)
+    assert data["totals"]["macs"] == sum(row["macs"] for row in rows)
+    assert data["totals"]["flops"] == 2 * data["totals"]["macs"]
+    assert data["output_shape"] == rows[-1]["output_shape"] or name == "unet_small"
+    assert json.loads(json.dumps(data)) == data  # plain JSON all the way down
+
+
+def test_lenet5_rows():
+    data = spec_report("lenet5")
+    assert data["network"] == "lenet5" and data["input_shape"] == [1, 28, 28]
+    first, conv1, _, pool1 = data["layers"][:4]
+    assert first == {
+        "index": 0,
+        "name": "input",
+        "kind": "INPUT",
+        "layer": "input",
+        "inputs": [],
+        "output_shape": [1, 28, 28],
+        "params": 0,
+        "buffers": 0,
+        "macs": 0,
+        "receptive_field": [1, 1],
+        "effective_stride": [1.0, 1.0],
+        "line": 3,
+    }
+    assert (conv1["layer"], conv1["params"], conv1["macs"]) == ("CONV 6@5x5 p2", 156, 117_600)
+    assert (pool1["receptive_field"], pool1["effective_stride"]) == ([6, 6], [2.0, 2.0])
+    assert data["totals"] == {
+        "params": 61_706,
+        "trainable_params": 61_706,
+        "buffers": 0,
+        "macs": 416_520,
+        "flops": 833_040,
+    }
+    assert [e["target"] for e in data["expects"]] == ["params", "macs", "output"]
+
+
+def test_named_tensors_buffers_and_shape_expects():
+    data = built(
+        "input 3x8x8\nCONV 4@3x3 p1 nobias -> BN -> feat\nfeat -> FC 2\nexpect feat == 4x8x8"
+    )
+    assert data["named_tensors"] == {"feat": [4, 8, 8]}
+    assert data["totals"]["buffers"] == 8
+    assert data["expects"] == [{"target": "feat", "op": "==", "value": [4, 8, 8], "line": 4}]
+
+
+def test_memory_scales_with_the_batch_but_parameters_do_not():
+    one, four = spec_report("lenet5", 1)["memory"], spec_report("lenet5", 4)["memory"]
+    assert (one["batch"], four["batch"]) == (1, 4)
+    assert four["parameters"] == one["parameters"] >= 61_706 * 4
+    assert four["forward_activations"] == 4 * one["forward_activations"]
+    assert four["training_activations"] == 4 * one["training_activations"]
+
+
+def test_merges_show_their_inputs_in_the_table():
+    data = built("input 3x8x8\nCONV 3@1x1 -> a\nADD(a, in) -> FC 2")
+    assert data["layers"][2]["inputs"] == ["conv1", "input"]
+    text = report.render_text(data)
+    assert "ADD(conv1, input)" in text
+
+
+def test_text_table():
+    text = report.render_text(spec_report("lenet5"))
+    lines = text.splitlines()
+    assert lines[0] == "lenet5: input 1x28x28 -> output 10"
+    assert lines[2].split() == ["#", "name", "layer", "output", "params", "MACs", "RF"]
+    conv1 = next(line for line in lines if " conv1 " in line)
+    assert conv1.split() == ["1", "conv1", "CONV", "6@5x5", "p2", "6x28x28", "156", "117.60k", "5"]
+    assert any(line.startswith("params ") and "61,706" in line for line in lines)
+    assert any(line.startswith("FLOPs ") and "833,040" in line for line in lines)
+    widths = {len(line) for line in lines[1:4:2]}
+    assert len(widths) == 1  # the rules above and below the header match
+
+
+def test_a_rectangular_receptive_field_shows_both_sides():
+    text = report.render_text(built("input 1x16x16\nCONV 2@3x5 -> FC 2"))
+    assert " 3x5" in text
+
+
+def test_markdown_table():
+    markdown = report.render_markdown(spec_report("lenet5"))
+    lines = markdown.splitlines()
+    assert lines[0] == "### `lenet5`: 1x28x28 → 10"
+    assert lines[2] == "| # | name | layer | output | params | MACs | RF |"
+    assert lines[3] == "| ---: | --- | --- | --- | ---: | ---: | ---: |"
+    rows = [line for line in lines[4:] if line.startswith("| ") and "`" in line]
+    assert len(rows) == 13
+    assert rows[1] == "| 1 | `conv1` | `CONV 6@5x5 p2` | 6x28x28 | 156 | 117.60k | 5 |"
+    assert any(line.startswith("| params | 61,706 (") for line in lines)
+    assert "| FLOPs | 833,040 (2 x MACs) |" in lines
+
+
+@pytest.mark.parametrize(
+    ("count", "text"),
+    [(0, "0"), (999, "999"), (1_000, "1.00k"), (999_994, "999.99k"), (999_999, "1.00M")]
+    + [(1.5e9, "1.50G"), (2e12, "2.00T"), (-1500, "-1.50k"), (0.5, "0.5")],
+)
+def test_human(count, text):
+    assert report.human(count) == text
+
+
+@pytest.mark.parametrize(
+    ("count", "text"),
+    [(0, "0 B"), (1023, "1023 B"), (1024, "1.00 KiB"), ((1 << 20) - 1, "1.00 MiB")]
+    + [(3 << 29, "1.50 GiB")],
+)
+def test_human_bytes(count, text):
+    assert report.human_bytes(count) == text
+
+
+def test_validate_rejects_a_broken_report():
+    data = spec_report("lenet5")
+    data["layers"][1]["macs"] = -1
+    with pytest.raises(jsonschema.ValidationError):
+        report.validate(data)
