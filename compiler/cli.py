@@ -28,7 +28,7 @@ def _shape_arg(text: str) -> tuple[int, ...]:
     return values
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -229,17 +229,17 @@ def parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="print the per-layer shape, parameter and cost table")
     report.add_argument("spec")
     report.add_argument("--format", choices=("text", "json", "markdown"), default="text")
-    report.add_argument("--batch", type=_positive, default=1)
+    report.add_argument("--batch", type=positive_int, default=1)
     report.add_argument("--input", type=_shape_arg, metavar="CxHxW")
     report.set_defaults(run=cmd_report)
 
     compile_ = sub.add_parser("compile", help="lower a spec to an execution plan")
     compile_.add_argument("spec")
     compile_.add_argument("-o", "--output", help="write the plan as JSON")
-    compile_.add_argument("--batch", type=_positive, default=1)
+    compile_.add_argument("--batch", type=positive_int, default=1)
     compile_.add_argument(
         "--threads",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="threads the runtime will use (default: all cores)",
     )

@@ -10,27 +10,41 @@ train {
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 from .errors import Problems, did_you_mean
 from .syntax import KwArg, Num, Ref, Setting
 
-DEFAULTS = {
-    "optimizer": "sgd",
-    "lr": 0.01,
-    "momentum": 0.9,
-    "nesterov": False,
-    "weight_decay": 0.0,
-    "beta1": 0.9,
-    "beta2": 0.999,
-    "eps": 1e-8,
-    "schedule": "constant",
-    "step": 10,
-    "gamma": 0.1,
-    "epochs": 10,
-    "batch": 64,
-    "seed": 0,
-    "validation": 0.0,
-    "loss": "cross_entropy",
-}
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every training setting with its default; a spec's `train` section and the command line
+    override them in that order."""
+
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    schedule: str = "constant"
+    step: int = 10
+    gamma: float = 0.1
+    epochs: int = 10
+    batch: int = 64
+    seed: int = 0
+    validation: float = 0.0
+    loss: str = "cross_entropy"
+
+    @staticmethod
+    def merged(spec_settings: dict, overrides: dict) -> TrainConfig:
+        chosen = {k: v for k, v in overrides.items() if v is not None}
+        return TrainConfig(**{**spec_settings, **chosen})
+
+
+DEFAULTS = asdict(TrainConfig())
 CHOICES = {
     "optimizer": ("sgd", "adam", "adamw"),
     "schedule": ("constant", "step", "cosine"),

@@ -43,8 +43,11 @@ def save(path: str | Path, tensors: dict[str, np.ndarray], meta: dict) -> None:
     temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
     metadata = {"format": FORMAT, "meta": json.dumps(meta)}
     try:
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(temporary),
-                  metadata=metadata)
+        save_file(
+            {k: np.ascontiguousarray(v) for k, v in tensors.items()},
+            str(temporary),
+            metadata=metadata,
+        )
         with open(temporary, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -76,4 +79,4 @@ def load(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
 
 
 def split(tensors: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}

@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from cnnc.compiler.cli import positive_int
+
 EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
 
 
@@ -27,24 +29,17 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"`{text}` is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"`{text}` must be at least 1")
-    return value
-
-
 def add_commands(sub) -> None:
     train = sub.add_parser("train", help="train a spec on data (default: the bundled sample)")
     train.add_argument("spec")
-    train.add_argument("--data", default=None,
-                       help="default (bundled Fashion-MNIST sample), fashion-mnist, mnist, a .npz, "
-                            "an IDX folder or an image folder")
-    train.add_argument("--epochs", type=_count)
-    train.add_argument("--batch", type=_count)
+    train.add_argument(
+        "--data",
+        default=None,
+        help="default (bundled Fashion-MNIST sample), fashion-mnist, mnist, a .npz, "
+        "an IDX folder or an image folder",
+    )
+    train.add_argument("--epochs", type=positive_int)
+    train.add_argument("--batch", type=positive_int)
     train.add_argument("--lr", type=_positive_float)
     train.add_argument("--schedule", choices=("constant", "step", "cosine"))
     train.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
@@ -53,7 +48,7 @@ def add_commands(sub) -> None:
     train.add_argument("--weight-decay", type=float)
     train.add_argument("--seed", type=int)
     train.add_argument("--validation", type=_fraction, help="fraction held out (default 0)")
-    train.add_argument("--limit", type=_count, help="train on the first N samples only")
+    train.add_argument("--limit", type=positive_int, help="train on the first N samples only")
     train.add_argument("--out", default=None, help="run folder (default runs/<network>)")
     train.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
     train.add_argument("--quiet", action="store_true")
@@ -63,7 +58,7 @@ def add_commands(sub) -> None:
     evaluate.add_argument("spec")
     evaluate.add_argument("--weights", required=True, help="a checkpoint or a run folder")
     evaluate.add_argument("--data", default=None)
-    evaluate.add_argument("--batch", type=_count, default=256)
+    evaluate.add_argument("--batch", type=positive_int, default=256)
     evaluate.add_argument("--format", choices=("text", "json"), default="text")
     evaluate.set_defaults(run=cmd_eval)
 
@@ -71,7 +66,7 @@ def add_commands(sub) -> None:
     predict.add_argument("spec")
     predict.add_argument("images", nargs="+")
     predict.add_argument("--weights", required=True)
-    predict.add_argument("--top", type=_count, default=3)
+    predict.add_argument("--top", type=positive_int, default=3)
     predict.set_defaults(run=cmd_predict)
 
 
@@ -104,11 +99,18 @@ def cmd_train(args) -> int:
     from .train import TrainConfig, Trainer, TrainingError
 
     settings, checked = _spec_settings(args.spec)
-    overrides = {"epochs": args.epochs, "batch": args.batch, "lr": args.lr,
-                 "schedule": args.schedule, "optimizer": args.optimizer,
-                 "momentum": args.momentum, "nesterov": args.nesterov,
-                 "weight_decay": args.weight_decay, "seed": args.seed,
-                 "validation": args.validation}
+    overrides = {
+        "epochs": args.epochs,
+        "batch": args.batch,
+        "lr": args.lr,
+        "schedule": args.schedule,
+        "optimizer": args.optimizer,
+        "momentum": args.momentum,
+        "nesterov": args.nesterov,
+        "weight_decay": args.weight_decay,
+        "seed": args.seed,
+        "validation": args.validation,
+    }
     if args.resume:
         try:
             _, meta = checkpoint.load(args.resume)
@@ -123,14 +125,18 @@ def cmd_train(args) -> int:
         out = Path(args.resume or args.out or Path("runs") / checked.graph.name)
         if not args.quiet:
             print(f"{checked.graph.name}: {checked.params:,} params; {dataset.describe()}")
-            print(f"training {config.epochs} epochs, batch {config.batch}, {config.optimizer} "
-                  f"lr {config.lr:g} ({config.schedule}), into {out}/")
+            print(
+                f"training {config.epochs} epochs, batch {config.batch}, {config.optimizer} "
+                f"lr {config.lr:g} ({config.schedule}), into {out}/"
+            )
         trainer = Trainer(args.spec, config, dataset, out, quiet=args.quiet)
         if args.resume:
             trainer.resume(args.resume)
             if not args.quiet:
-                print(f"resuming at epoch {trainer.progress.epoch + 1}, batch "
-                      f"{trainer.progress.batch_index + 1}")
+                print(
+                    f"resuming at epoch {trainer.progress.epoch + 1}, batch "
+                    f"{trainer.progress.batch_index + 1}"
+                )
         result = trainer.run()
     except data.DataError as error:
         return _fail(str(error))
@@ -139,8 +145,11 @@ def cmd_train(args) -> int:
     except TrainingError as error:
         return _fail(str(error), EXIT_SPEC)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; checkpoint saved. Continue with: cnnc train {args.spec} "
-              f"--resume {out}", file=sys.stderr)
+        print(
+            f"\ninterrupted; checkpoint saved. Continue with: cnnc train {args.spec} "
+            f"--resume {out}",
+            file=sys.stderr,
+        )
         return 130
     if args.quiet and "test_acc" in result:
         print(f"test accuracy {result['test_acc']:.4f}")
@@ -148,10 +157,10 @@ def cmd_train(args) -> int:
 
 
 def _network_with_weights(spec: str, weights: str, batch: int):
+    from cnnc.compiler.cli import load
+
     from .network import Network
     from .train import load_weights
-
-    from cnnc.compiler.cli import load
 
     checked = load(spec, verify_expects=False)
     network = Network(checked, batch=batch, training=False)
@@ -176,9 +185,19 @@ def cmd_eval(args) -> int:
     names = list(part.classes) or [str(i) for i in range(len(confusion))]
     per_class = [float(confusion[i, i] / max(confusion[i].sum(), 1)) for i in range(len(names))]
     if args.format == "json":
-        print(json.dumps({"images": int(confusion.sum()), "loss": loss, "accuracy": accuracy,
-                          "classes": names, "per_class_accuracy": per_class,
-                          "confusion": confusion.tolist()}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "images": int(confusion.sum()),
+                    "loss": loss,
+                    "accuracy": accuracy,
+                    "classes": names,
+                    "per_class_accuracy": per_class,
+                    "confusion": confusion.tolist(),
+                },
+                indent=2,
+            )
+        )
         return EXIT_OK
     print(f"{part.name}: {int(confusion.sum())} images  loss {loss:.4f}  accuracy {accuracy:.4f}")
     width = max(len(n) for n in names)
@@ -213,4 +232,3 @@ def cmd_predict(args) -> int:
         ranked = ", ".join(f"{names[i]} {row[i]:.3f}" for i in best)
         print(f"{path}: {ranked}")
     return EXIT_OK
-

@@ -19,7 +19,7 @@ def forward_step(kind, A, P, G, S, W, row, frow, n, training, seed):
     for kernel in literal_unroll(FORWARD):
         if index == kind:
             kernel(A, P, G, S, W, row, frow, n, training, seed)
-        index += 1
+        index += 1  # noqa: SIM113 - numba cannot enumerate a literal_unroll
 
 
 @njit(**JIT)
@@ -28,7 +28,7 @@ def backward_step(kind, A, P, G, S, W, row, frow, n, training, seed):
     for kernel in literal_unroll(BACKWARD):
         if index == kind:
             kernel(A, P, G, S, W, row, frow, n, training, seed)
-        index += 1
+        index += 1  # noqa: SIM113 - numba cannot enumerate a literal_unroll
 
 
 @njit(**JIT)

@@ -1,9 +1,9 @@
 """The Python API: a compiled spec with its arenas, for people who do not use the command line.
 
-    net = Network.from_file("specs/lenet5.cnn", batch=64)
-    probabilities = net.forward(x)                 # x: (n, 1, 28, 28) float32, n <= 64
-    loss, correct = net.loss_and_grad(x, labels)   # gradients land in net.gradients()
-    net.parameters()["conv1.weight"]               # a writable view into the parameter arena
+net = Network.from_file("specs/lenet5.cnn", batch=64)
+probabilities = net.forward(x)                 # x: (n, 1, 28, 28) float32, n <= 64
+loss, correct = net.loss_and_grad(x, labels)   # gradients land in net.gradients()
+net.parameters()["conv1.weight"]               # a writable view into the parameter arena
 """
 
 from __future__ import annotations
@@ -41,8 +41,14 @@ class Network:
         self.initialize(seed)
 
     @classmethod
-    def from_file(cls, path: str, batch: int = 64, training: bool = True, seed: int = 0,
-                  input_shape: tuple[int, int, int] | None = None) -> Network:
+    def from_file(
+        cls,
+        path: str,
+        batch: int = 64,
+        training: bool = True,
+        seed: int = 0,
+        input_shape: tuple[int, int, int] | None = None,
+    ) -> Network:
         return cls(check_file(path, input_shape, verify_expects=False), batch, training, seed)
 
     # ---- parameters -----------------------------------------------------------------------
@@ -83,11 +89,10 @@ class Network:
         return {e.name: self._view(self.S, e) for e in self.plan.buffers}
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {name: view.copy() for name, view in {**self.parameters(),
-                                                     **self.buffers()}.items()}
+        return {name: view.copy() for name, view in {**self.parameters(), **self.buffers()}.items()}
 
     def load_state_dict(self, tensors: dict[str, np.ndarray]) -> None:
-        """Copy named tensors in; every name must exist with the same shape (first mismatch named)."""
+        """Copy named tensors in; names and shapes must match (the first mismatch is named)."""
         own = {**self.parameters(), **self.buffers()}
         for name, view in own.items():
             if name not in tensors:
@@ -95,7 +100,8 @@ class Network:
             if tuple(tensors[name].shape) != view.shape:
                 raise InputError(
                     f"tensor `{name}` has shape {tuple(tensors[name].shape)} in the weights but "
-                    f"{view.shape} in this spec")
+                    f"{view.shape} in this spec"
+                )
         extra = sorted(set(tensors) - set(own))
         if extra:
             raise InputError(f"the weights have a tensor `{extra[0]}` that this spec lacks")
@@ -114,14 +120,18 @@ class Network:
         if x.ndim == len(expected):
             x = x[None]
         if x.ndim != 4 or tuple(x.shape[1:]) != tuple(expected):
-            raise InputError(f"expected input of shape (n, {', '.join(map(str, expected))}), "
-                             f"got {tuple(x.shape)}")
+            raise InputError(
+                f"expected input of shape (n, {', '.join(map(str, expected))}), "
+                f"got {tuple(x.shape)}"
+            )
         if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
             raise InputError(f"expected a float32 array, got dtype {x.dtype}")
         n = x.shape[0]
         if not 1 <= n <= self.batch:
-            raise InputError(f"batch of {n} does not fit this network, built for 1..{self.batch}; "
-                             f"build it with batch={n} or more")
+            raise InputError(
+                f"batch of {n} does not fit this network, built for 1..{self.batch}; "
+                f"build it with batch={n} or more"
+            )
         slot = self.plan.tensors[0]
         self._tensor(slot.offset, slot.shape, n)[...] = x
         return n
@@ -142,8 +152,9 @@ class Network:
         """Run the network; returns a copy of the output, shape (n, *output_shape)."""
         n = self._load_input(x)
         self.steps_run += 1
-        executor.forward(self.rows, self.frows, self.A, self.P, self.G, self.S, self.W, n,
-                         training, self._seed())
+        executor.forward(
+            self.rows, self.frows, self.A, self.P, self.G, self.S, self.W, n, training, self._seed()
+        )
         self._n = n
         out = self.plan.tensors[self.plan.output]
         return self._tensor(out.offset, out.shape, n).copy()
@@ -160,8 +171,18 @@ class Network:
             raise InputError(f"expected a gradient of shape {(n, *out.shape)}, got {grad.shape}")
         self._tensor(out.grad_offset, out.shape, n)[...] = grad
         self.G[:] = 0.0
-        executor.backward(self.rows, self.frows, self.A, self.P, self.G, self.S, self.W, n,
-                          self._seed(), len(self.plan.steps) - 1)
+        executor.backward(
+            self.rows,
+            self.frows,
+            self.A,
+            self.P,
+            self.G,
+            self.S,
+            self.W,
+            n,
+            self._seed(),
+            len(self.plan.steps) - 1,
+        )
 
     def _seed(self) -> int:
         return (self.steps_run * 1_000_003) & 0x7FFFFFFF
@@ -176,9 +197,21 @@ class Network:
         self.steps_run += 1
         plan = self.plan
         loss, correct = executor.loss_and_grad(
-            self.rows, self.frows, self.A, self.P, self.G, self.S, self.W, n, self._seed(),
-            labels, plan.tensors[plan.logits].offset, plan.tensors[plan.logits].grad_offset,
-            self.classes, plan.backward_from)
+            self.rows,
+            self.frows,
+            self.A,
+            self.P,
+            self.G,
+            self.S,
+            self.W,
+            n,
+            self._seed(),
+            labels,
+            plan.tensors[plan.logits].offset,
+            plan.tensors[plan.logits].grad_offset,
+            self.classes,
+            plan.backward_from,
+        )
         self._n = n
         return float(loss), int(correct)
 
@@ -187,8 +220,19 @@ class Network:
         n = self._load_input(x)
         labels = self._labels(y, n)
         logits = self.plan.tensors[self.plan.logits].offset
-        loss, correct = executor.evaluate(self.rows, self.frows, self.A, self.P, self.G, self.S,
-                                          self.W, n, labels, logits, self.classes)
+        loss, correct = executor.evaluate(
+            self.rows,
+            self.frows,
+            self.A,
+            self.P,
+            self.G,
+            self.S,
+            self.W,
+            n,
+            labels,
+            logits,
+            self.classes,
+        )
         self._n = n
         return float(loss), int(correct)
 
@@ -201,8 +245,19 @@ class Network:
         """Run forward one step at a time and name the first layer whose output is not finite."""
         n = self._load_input(x)
         for number, step in enumerate(self.plan.steps):
-            executor.forward_step(self.rows[number, 0], self.A, self.P, self.G, self.S, self.W,
-                                  self.rows[number], self.frows[number], n, True, self._seed())
+            executor.forward_step(
+                self.rows[number, 0],
+                self.A,
+                self.P,
+                self.G,
+                self.S,
+                self.W,
+                self.rows[number],
+                self.frows[number],
+                n,
+                True,
+                self._seed(),
+            )
             slot = self.plan.tensors[step.output]
             if not np.isfinite(self._tensor(slot.offset, slot.shape, n)).all():
                 return step.name

@@ -73,5 +73,16 @@ class Optimizer:
         if c.name == "sgd":
             sgd_update(P, G, self.state["slot0"], lr, c.momentum, c.weight_decay, c.nesterov)
         else:
-            adam_update(P, G, self.state["slot0"], self.state["slot1"], lr, c.beta1, c.beta2,
-                        c.eps, c.weight_decay, c.name == "adamw", self.steps)
+            adam_update(
+                P,
+                G,
+                self.state["slot0"],
+                self.state["slot1"],
+                lr,
+                c.beta1,
+                c.beta2,
+                c.eps,
+                c.weight_decay,
+                c.name == "adamw",
+                self.steps,
+            )

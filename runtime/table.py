@@ -1,15 +1,13 @@
 """Kernel table: DSL keyword -> (forward, backward), and the tuples the executor unrolls over.
 
 KIND_ORDER is the compiler's kind index order (compiler.layers.KINDS must agree; a test checks).
+Kernels of one family are one compiled function that switches on row[abi.KIND], so several
+kinds map to the same (forward, backward) pair.
 """
 
 from .kernels import activations as act
 from .kernels import conv, fc, misc, norm, pool
-
-KIND_ORDER = (
-    "CONV", "DECONV", "POOL", "FC", "FLATTEN", "RELU", "LEAKYRELU", "ELU", "TANH", "SIGMOID",
-    "SOFTMAX", "BN", "DROPOUT", "LRN", "UPSAMPLE", "ADD", "CONCAT",
-)  # fmt: skip
+from .kernels.kinds import KIND_ORDER
 
 KERNELS = {
     "CONV": (conv.conv_forward, conv.conv_backward),

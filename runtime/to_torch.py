@@ -16,23 +16,46 @@ def _module(layer, in_shapes):
     kind, attrs = layer.node.kind, layer.attrs
     c_in = in_shapes[0][0]
     if kind == "CONV":
-        return nn.Conv2d(c_in, layer.shape[0], attrs["kernel"], attrs["stride"], attrs["_pad"],
-                         attrs["dilation"], attrs["_groups"], attrs["bias"])
+        return nn.Conv2d(
+            c_in,
+            layer.shape[0],
+            attrs["kernel"],
+            attrs["stride"],
+            attrs["_pad"],
+            attrs["dilation"],
+            attrs["_groups"],
+            attrs["bias"],
+        )
     if kind == "DECONV":
-        return nn.ConvTranspose2d(c_in, layer.shape[0], attrs["kernel"], attrs["stride"],
-                                  attrs["_pad"], attrs["outpad"], attrs["_groups"], attrs["bias"],
-                                  attrs["dilation"])
+        return nn.ConvTranspose2d(
+            c_in,
+            layer.shape[0],
+            attrs["kernel"],
+            attrs["stride"],
+            attrs["_pad"],
+            attrs["outpad"],
+            attrs["_groups"],
+            attrs["bias"],
+            attrs["dilation"],
+        )
     if kind == "POOL":
         kernel, stride, pad = attrs["_kernel"], attrs["_stride"], attrs["_pad"]
         ceil = attrs["ceil"] and not attrs["global"]
         if attrs["mode"] == "max":
             return nn.MaxPool2d(kernel, stride, pad, ceil_mode=ceil)
-        return nn.AvgPool2d(kernel, stride, pad, ceil_mode=ceil,
-                            count_include_pad=attrs["count_pad"],
-                            divisor_override=1 if attrs["mode"] == "sum" else None)
+        return nn.AvgPool2d(
+            kernel,
+            stride,
+            pad,
+            ceil_mode=ceil,
+            count_include_pad=attrs["count_pad"],
+            divisor_override=1 if attrs["mode"] == "sum" else None,
+        )
     if kind == "FC":
-        return nn.Sequential(nn.Flatten(), nn.Linear(
-            int(torch.tensor(in_shapes[0]).prod()), attrs["units"], attrs["bias"]))
+        return nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(int(torch.tensor(in_shapes[0]).prod()), attrs["units"], attrs["bias"]),
+        )
     if kind == "BN":
         norm = nn.BatchNorm2d if len(in_shapes[0]) == 3 else nn.BatchNorm1d
         return norm(c_in, attrs["eps"], attrs["momentum"])
@@ -45,10 +68,12 @@ def _module(layer, in_shapes):
         "SIGMOID": lambda: nn.Sigmoid(),
         "SOFTMAX": lambda: nn.Softmax(dim=1),
         "DROPOUT": lambda: nn.Dropout(attrs["rate"]),
-        "LRN": lambda: nn.LocalResponseNorm(attrs["size"], attrs["alpha"], attrs["beta"],
-                                            attrs["k"]),
-        "UPSAMPLE": lambda: nn.Upsample(scale_factor=tuple(float(s) for s in attrs["scale"]),
-                                        mode="nearest"),
+        "LRN": lambda: nn.LocalResponseNorm(
+            attrs["size"], attrs["alpha"], attrs["beta"], attrs["k"]
+        ),
+        "UPSAMPLE": lambda: nn.Upsample(
+            scale_factor=tuple(float(s) for s in attrs["scale"]), mode="nearest"
+        ),
     }
     return simple[kind]() if kind in simple else None  # ADD and CONCAT are done in forward
 

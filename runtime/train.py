@@ -16,8 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-
-from cnnc.compiler.training import DEFAULTS
+from cnnc.compiler.training import TrainConfig
 
 from . import checkpoint, data
 from .network import Network
@@ -28,34 +27,17 @@ class TrainingError(Exception):
     """Training cannot go on (NaN, a spec/data mismatch); the message says why and where."""
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    schedule: str = "constant"
-    step: int = 10
-    gamma: float = 0.1
-    epochs: int = 10
-    batch: int = 64
-    seed: int = 0
-    validation: float = 0.0
-    loss: str = "cross_entropy"
-
-    @staticmethod
-    def merged(spec_settings: dict, overrides: dict) -> TrainConfig:
-        values = {**DEFAULTS, **spec_settings, **{k: v for k, v in overrides.items()
-                                                  if v is not None}}
-        return TrainConfig(**values)
-
-    def optimizer_config(self) -> OptimizerConfig:
-        return OptimizerConfig(self.optimizer, self.lr, self.momentum, self.nesterov,
-                               self.weight_decay, self.beta1, self.beta2, self.eps)
+def optimizer_config(config: TrainConfig) -> OptimizerConfig:
+    return OptimizerConfig(
+        config.optimizer,
+        config.lr,
+        config.momentum,
+        config.nesterov,
+        config.weight_decay,
+        config.beta1,
+        config.beta2,
+        config.eps,
+    )
 
 
 def learning_rate(config: TrainConfig, epoch: int, batch_index: int, batches: int) -> float:
@@ -75,8 +57,7 @@ class _Interrupt:
         self.signal = None
 
     def __enter__(self):
-        self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT,
-                                                                     signal.SIGTERM)}
+        self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
         return self
 
     def _handle(self, number, frame):
@@ -133,8 +114,15 @@ def load_weights(network: Network, path, spec_source: str | None = None) -> dict
 
 
 class Trainer:
-    def __init__(self, spec_path: str, config: TrainConfig, dataset: data.Dataset, out: Path,
-                 quiet: bool = False, log=print):
+    def __init__(
+        self,
+        spec_path: str,
+        config: TrainConfig,
+        dataset: data.Dataset,
+        out: Path,
+        quiet: bool = False,
+        log=print,
+    ):
         from cnnc.compiler.check import check_file
 
         self.spec_source = Path(spec_path).read_text()
@@ -144,12 +132,13 @@ class Trainer:
         data.check_input_shape(dataset, chw)
         self.network = Network(self.checked, batch=config.batch, training=True, seed=config.seed)
         data.check_num_classes(dataset, self.network.classes)
-        self.train_set, self.val_set = data.split_validation(dataset.without_test(),
-                                                             config.validation, config.seed)
+        self.train_set, self.val_set = data.split_validation(
+            dataset.without_test(), config.validation, config.seed
+        )
         self.test_set = dataset.test()
         self.classes = dataset.classes
         self.norm = data.compute_normalization(self.train_set)
-        self.optimizer = Optimizer(config.optimizer_config(), self.network.P.size)
+        self.optimizer = Optimizer(optimizer_config(config), self.network.P.size)
         self.progress = Progress()
 
     # -- resume --
@@ -158,18 +147,24 @@ class Trainer:
         tensors, meta = checkpoint.load(path)
         if meta.get("spec_hash") != checkpoint.spec_hash(self.spec_source):
             raise checkpoint.CheckpointError(
-                f"{path}: it was trained from a different spec (the spec's hash differs)")
+                f"{path}: it was trained from a different spec (the spec's hash differs)"
+            )
         load_weights(self.network, path)
         for name, array in checkpoint.split(tensors, "optim/").items():
             if name not in self.optimizer.state or array.shape != self.optimizer.state[name].shape:
                 raise checkpoint.CheckpointError(
-                    f"{path}: its optimizer state `{name}` does not fit this optimizer")
+                    f"{path}: its optimizer state `{name}` does not fit this optimizer"
+                )
             self.optimizer.state[name][...] = array
         self.optimizer.steps = meta["optimizer_steps"]
         progress = meta["progress"]
-        self.progress = Progress(progress["epoch"], progress["batch_index"],
-                                 progress["rng_state"], progress["steps_run"],
-                                 tuple(progress["sums"]))
+        self.progress = Progress(
+            progress["epoch"],
+            progress["batch_index"],
+            progress["rng_state"],
+            progress["steps_run"],
+            tuple(progress["sums"]),
+        )
         self.network.steps_run = self.progress.steps_run
         self.norm = meta["normalization"]
 
@@ -199,16 +194,26 @@ class Trainer:
                     loss, hits = network.loss_and_grad(x, y)
                     self._check_finite(loss, x, progress)
                     self.optimizer.step(network.P, network.G, lr)
-                    loss_sum, correct, seen = loss_sum + loss * len(y), correct + hits, seen + len(y)
+                    loss_sum, correct, seen = (
+                        loss_sum + loss * len(y),
+                        correct + hits,
+                        seen + len(y),
+                    )
                     progress.batch_index, progress.sums = index + 1, (loss_sum, correct, seen)
                     progress.steps_run = network.steps_run
                     if bar is not None:
                         elapsed = time.perf_counter() - started
-                        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
-                                        lr=f"{lr:.3g}", refresh=False)
+                        bar.set_postfix(
+                            loss=f"{loss_sum / seen:.4f}",
+                            acc=f"{correct / seen:.4f}",
+                            lr=f"{lr:.3g}",
+                            refresh=False,
+                        )
                         bar.update(1)
-                        bar.set_description(f"epoch {progress.epoch + 1}/{config.epochs} "
-                                            f"{seen / max(elapsed, 1e-9):,.0f} img/s")
+                        bar.set_description(
+                            f"epoch {progress.epoch + 1}/{config.epochs} "
+                            f"{seen / max(elapsed, 1e-9):,.0f} img/s"
+                        )
                     if interrupt.signal is not None:
                         if bar is not None:
                             bar.close()
@@ -217,9 +222,14 @@ class Trainer:
                 if bar is not None:
                     bar.close()
                 seconds = time.perf_counter() - started
-                record = {"epoch": progress.epoch + 1, "train_loss": loss_sum / max(seen, 1),
-                          "train_acc": correct / max(seen, 1), "lr": lr,
-                          "seconds": round(seconds, 3), "images_per_s": round(seen / seconds, 1)}
+                record = {
+                    "epoch": progress.epoch + 1,
+                    "train_loss": loss_sum / max(seen, 1),
+                    "train_acc": correct / max(seen, 1),
+                    "lr": lr,
+                    "seconds": round(seconds, 3),
+                    "images_per_s": round(seen / seconds, 1),
+                }
                 if self.val_set is not None:
                     record["val_loss"], record["val_acc"] = self.evaluate(self.val_set)[:2]
                 progress.epoch += 1
@@ -234,8 +244,9 @@ class Trainer:
         if self.test_set is not None:
             loss, accuracy, _ = self.evaluate(self.test_set)
             result.update(test_loss=loss, test_acc=accuracy)
-            self.log(f"test: loss {loss:.4f}  accuracy {accuracy:.4f}  "
-                     f"({len(self.test_set)} images)")
+            self.log(
+                f"test: loss {loss:.4f}  accuracy {accuracy:.4f}  ({len(self.test_set)} images)"
+            )
         self._plot(metrics_path)
         return result
 
@@ -244,12 +255,20 @@ class Trainer:
             return None
         from tqdm import tqdm
 
-        return tqdm(total=batches, initial=start, leave=False, unit="batch", disable=None,
-                    desc=f"epoch {epoch + 1}/{self.config.epochs}")
+        return tqdm(
+            total=batches,
+            initial=start,
+            leave=False,
+            unit="batch",
+            disable=None,
+            desc=f"epoch {epoch + 1}/{self.config.epochs}",
+        )
 
     def _epoch_line(self, record) -> None:
-        text = (f"epoch {record['epoch']:>3}/{self.config.epochs}  train loss "
-                f"{record['train_loss']:.4f} acc {record['train_acc']:.4f}")
+        text = (
+            f"epoch {record['epoch']:>3}/{self.config.epochs}  train loss "
+            f"{record['train_loss']:.4f} acc {record['train_acc']:.4f}"
+        )
         if "val_loss" in record:
             text += f"  val loss {record['val_loss']:.4f} acc {record['val_acc']:.4f}"
         text += f"  {record['images_per_s']:,.0f} img/s  {record['seconds']:.1f}s"
@@ -257,8 +276,16 @@ class Trainer:
             self.log(text)
 
     def _save(self) -> None:
-        save_checkpoint(self.out / checkpoint.FILENAME, self.network, self.optimizer,
-                        self.spec_source, self.config, self.progress, self.norm, self.classes)
+        save_checkpoint(
+            self.out / checkpoint.FILENAME,
+            self.network,
+            self.optimizer,
+            self.spec_source,
+            self.config,
+            self.progress,
+            self.norm,
+            self.classes,
+        )
 
     def _check_finite(self, loss: float, x, progress: Progress) -> None:
         step = self.network.steps_run
@@ -269,15 +296,15 @@ class Trainer:
         if where is not None:
             place = f"first in the output of layer `{where}`"
         else:
-            bad = [name for name, g in self.network.gradients().items()
-                   if not np.isfinite(g).all()]
+            bad = [name for name, g in self.network.gradients().items() if not np.isfinite(g).all()]
             place = f"first in the gradient of `{bad[-1]}`" if bad else "in the loss"
         saved = self.out / checkpoint.FILENAME
         raise TrainingError(
             f"{what} became NaN or infinite at step {step} (epoch {progress.epoch + 1}, batch "
             f"{progress.batch_index + 1}), {place}; the weights were not updated"
             + (f" and the last good checkpoint {saved} is intact" if saved.exists() else "")
-            + ". Try a smaller learning rate.")
+            + ". Try a smaller learning rate."
+        )
 
     def evaluate(self, dataset: data.Dataset) -> tuple[float, float, np.ndarray]:
         return evaluate(self.network, dataset, self.norm, self.config.batch)

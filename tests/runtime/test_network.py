@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from cnnc.compiler.check import check
 from cnnc.compiler.expand import expand
 from cnnc.compiler.syntax import parse
@@ -107,11 +106,15 @@ def random_spec(rng: np.random.Generator) -> str:
         choice = rng.integers(0, 6)
         if choice == 0:
             k = int(rng.integers(1, 4))
-            links.append(f"CONV {int(rng.integers(1, 6))}@{k}x{k} s{int(rng.integers(1, 3))} "
-                         f"p{int(rng.integers(0, k))}")
+            links.append(
+                f"CONV {int(rng.integers(1, 6))}@{k}x{k} s{int(rng.integers(1, 3))} "
+                f"p{int(rng.integers(0, k))}"
+            )
         elif choice == 1:
-            links.append(f"POOL {rng.choice(['max', 'avg'])} 2x2 s{int(rng.integers(1, 3))}"
-                         + (" ceil" if rng.random() < 0.5 else ""))
+            links.append(
+                f"POOL {rng.choice(['max', 'avg'])} 2x2 s{int(rng.integers(1, 3))}"
+                + (" ceil" if rng.random() < 0.5 else "")
+            )
         elif choice == 2:
             links.append(str(rng.choice(["RELU", "TANH", "SIGMOID", "ELU", "LEAKYRELU 0.2"])))
         elif choice == 3:

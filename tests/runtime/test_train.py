@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from cnnc.compiler.cli import main
 from cnnc.runtime import checkpoint, data
 from cnnc.runtime.commands import limit
@@ -81,8 +80,9 @@ def test_nan_stops_training_names_the_step_and_keeps_the_checkpoint(tmp_path, sa
     good.run()
     saved = (run / checkpoint.FILENAME).read_bytes()
 
-    diverging = Trainer(spec, config(epochs=3, lr=1e12, schedule="constant"), sample, run,
-                        quiet=True)
+    diverging = Trainer(
+        spec, config(epochs=3, lr=1e12, schedule="constant"), sample, run, quiet=True
+    )
     diverging.resume(run)
     with pytest.raises(TrainingError) as error:
         diverging.run()
@@ -123,8 +123,21 @@ def test_schedules():
 def test_command_line_train_eval_predict(tmp_path, capsys):
     spec = write_spec(tmp_path)
     run = tmp_path / "run"
-    code = main(["train", spec, "--epochs", "1", "--limit", "600", "--batch", "64", "--quiet",
-                 "--out", str(run)])
+    code = main(
+        [
+            "train",
+            spec,
+            "--epochs",
+            "1",
+            "--limit",
+            "600",
+            "--batch",
+            "64",
+            "--quiet",
+            "--out",
+            str(run),
+        ]
+    )
     assert code == 0
     assert "test accuracy" in capsys.readouterr().out
     assert main(["eval", spec, "--weights", str(run), "--format", "json"]) == 0
