@@ -6,7 +6,13 @@ from numba import njit
 
 from .config import JIT, SERIAL_WORK, num_threads, xxgemm
 
-NOTR, TR = ord("n"), ord("t")
+# Hot loops index with U(i): numba checks every signed index for wraparound (i < 0 means
+# i + len), which blocks vectorisation; an unsigned index skips the check. U reinterprets a
+# valid (non-negative) int64 index for free.
+U = np.uint64
+
+NOTR, TR = np.int64(ord("n")), np.int64(ord("t"))  # numpy scalars: not typed as literals
+BETA0, BETA1 = np.bool_(False), np.bool_(True)  # sgemm overwrites C / accumulates into C
 _CONST = np.array([0.0, 1.0], np.float32)  # [beta = 0, alpha = beta = 1]
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from cnnc.compiler import abi
 from numba import njit, prange
 
-from .common import NOTR, TR, chunk, inp, nchunks, out, sgemm
+from .common import BETA0, BETA1, NOTR, TR, chunk, inp, nchunks, out, sgemm
 from .config import JIT, PJIT
 
 
@@ -32,21 +32,8 @@ def _fwd(A, P, row, n, c, nch, by_batch):
     else:
         r0, r1 = 0, n
         f0, f1 = chunk(c, nch, F)
-    rows, cols = r1 - r0, f1 - f0
-    sgemm(
-        NOTR,
-        TR,
-        rows,
-        cols,
-        I,
-        x + 4 * r0 * I,
-        I,
-        w + 4 * f0 * I,
-        I,
-        y + 4 * (r0 * F + f0),
-        F,
-        False,
-    )
+    xr, wf, yb = x + 4 * r0 * I, w + 4 * f0 * I, y + 4 * (r0 * F + f0)
+    sgemm(NOTR, TR, r1 - r0, f1 - f0, I, xr, I, wf, I, yb, F, BETA0)
     if has_bias:
         b = wo + F * I
         for r in range(r0, r1):
@@ -62,54 +49,45 @@ def _bwd(A, P, G, row, n, c, nch, dx_by_batch):
     x, dx, dy = pA + 4 * xo * n, pA + 4 * dxo * n, pA + 4 * dyo * n
     w, gw = P.ctypes.data + 4 * wo, G.ctypes.data + 4 * wo
     i0, i1 = chunk(c, nch, I)
-    sgemm(TR, NOTR, F, i1 - i0, n, dy, F, x + 4 * i0, I, gw + 4 * i0, I, True)  # dW += dy^T x
+    sgemm(TR, NOTR, F, i1 - i0, n, dy, F, x + 4 * i0, I, gw + 4 * i0, I, BETA1)  # dW += dy^T x
     if dxo < 0:
         return
     if dx_by_batch:
         r0, r1 = chunk(c, nch, n)
-        sgemm(NOTR, NOTR, r1 - r0, I, F, dy + 4 * r0 * F, F, w, I, dx + 4 * r0 * I, I, True)
+        sgemm(NOTR, NOTR, r1 - r0, I, F, dy + 4 * r0 * F, F, w, I, dx + 4 * r0 * I, I, BETA1)
     else:
-        sgemm(NOTR, NOTR, n, i1 - i0, F, dy, F, w + 4 * i0, I, dx + 4 * i0, I, True)
+        sgemm(NOTR, NOTR, n, i1 - i0, F, dy, F, w + 4 * i0, I, dx + 4 * i0, I, BETA1)
 
 
 @njit(**PJIT)
-def _run(backward, A, P, G, row, n):
-    """Forward: blocks of the batch (or of the features when n < threads); backward: blocks
-    of the input features, for dW and (unless n is large) dx."""
+def forward(A, P, G, S, W, row, frow, n, training, seed):
+    """Blocks of the batch, one per thread (blocks of the features when n < threads)."""
     I, F = row[abi.IN + abi.IN_C] * row[abi.IN + abi.IN_H] * row[abi.IN + abi.IN_W], row[abi.OC]
-    if backward:
-        nch = nchunks(2 * n * I * F, I)
-        by_batch = n >= nch
-    else:
-        nt = nchunks(n * I * F, max(n, F))
-        by_batch = n >= nt
-        nch = min(nt, n) if by_batch else min(nt, F)
+    nt = nchunks(n * I * F, max(n, F))
+    by_batch = n >= nt
+    nch = min(nt, n) if by_batch else min(nt, F)
     if nch == 1:
-        _chunk(backward, A, P, G, row, n, 0, 1, True)
+        _fwd(A, P, row, n, np.int64(0), nch, by_batch)
     else:
         for c in prange(nch):
-            _chunk(backward, A, P, G, row, n, c, nch, by_batch)
+            _fwd(A, P, row, n, np.int64(c), nch, by_batch)
 
 
-@njit(**JIT)
-def _chunk(backward, A, P, G, row, n, c, nch, by_batch):
-    if backward:
-        _bwd(A, P, G, row, n, c, nch, by_batch)
+@njit(**PJIT)
+def backward(A, P, G, S, W, row, frow, n, training, seed):
+    """Blocks of the input features, one per thread: dW[:, block] and dx (see _bwd)."""
+    I, F = row[abi.IN + abi.IN_C] * row[abi.IN + abi.IN_H] * row[abi.IN + abi.IN_W], row[abi.OC]
+    nch = nchunks(2 * n * I * F, I)
+    if nch == 1:
+        _bwd(A, P, G, row, n, np.int64(0), nch, n >= nch)
     else:
-        _fwd(A, P, row, n, c, nch, by_batch)
-
-
-@njit(**JIT)
-def fc_forward(A, P, G, S, W, row, frow, n, training, seed):
-    _run(np.int64(0), A, P, G, row, n)
-
-
-@njit(**JIT)
-def fc_backward(A, P, G, S, W, row, frow, n, training, seed):
-    _run(np.int64(1), A, P, G, row, n)
+        for c in prange(nch):
+            _bwd(A, P, G, row, n, np.int64(c), nch, n >= nch)
     if row[abi.ATTR]:
-        F, I = row[abi.OC], row[abi.IN + abi.IN_C] * row[abi.IN + abi.IN_H] * row[abi.IN + abi.IN_W]
         dy, b = row[abi.DOUT] * n, row[abi.PARAM] + F * I
         for r in range(n):
             for f in range(F):
                 G[b + f] += A[dy + r * F + f]
+
+
+fc_forward, fc_backward = forward, backward

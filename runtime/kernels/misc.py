@@ -6,23 +6,24 @@ gives the same mask whatever the thread count) and keeps an element when u >= p;
 """
 
 import numpy as np
+from cnnc.compiler import abi
 from numba import njit, prange
 
-from cnnc.compiler import abi
-
-from .common import chunk, inp, nchunks
+from .common import U, chunk, inp, nchunks
 from .config import JIT, PJIT
+from .kinds import ADD, CONCAT, DROPOUT, FLATTEN, UPSAMPLE
 
 
 @njit(**JIT)
-def _copy_range(A, src, dst, lo, hi):
-    A[dst + lo : dst + hi] = A[src + lo : src + hi]
+def _copy(A, src, dst, m):
+    for i in range(m):  # (a loop: slice assignment drags in costly-to-compile checks)
+        A[U(dst + i)] = A[U(src + i)]
 
 
 @njit(**JIT)
-def _acc_range(A, src, dst, lo, hi):
-    for i in range(lo, hi):
-        A[dst + i] += A[src + i]
+def _acc(A, src, dst, m):
+    for i in range(m):
+        A[U(dst + i)] += A[U(src + i)]
 
 
 @njit(**JIT)
@@ -59,183 +60,158 @@ def _dropout_range(A, row, frow, n, seed, lo, hi):
     key = _mix(np.uint64(seed) ^ _GOLDEN)
     for i in range(lo, hi):
         m = scale if uniform(key, i) >= p else zero
-        A[mk + i] = m
-        A[y + i] = A[x + i] * m
+        A[U(mk + i)] = m
+        A[U(y + i)] = A[U(x + i)] * m
 
 
 @njit(**JIT)
 def _mask_grad_range(A, row, n, lo, hi):
     dx, dy, mk = row[abi.IN + abi.IN_DOFF] * n, row[abi.DOUT] * n, row[abi.AUX] * n
     for i in range(lo, hi):
-        A[dx + i] += A[dy + i] * A[mk + i]
+        A[U(dx + i)] += A[U(dy + i)] * A[U(mk + i)]
 
 
 # ------------------------------------------------------------------------------------ UPSAMPLE
 @njit(**JIT)
-def _up_range(A, row, n, lo, hi, backward):
-    xo, dxo, _, H, W = inp(row, 0)
-    yo, dyo, Ho, Wo = row[abi.OUT], row[abi.DOUT], row[abi.OH], row[abi.OW]
-    sh, sw = row[abi.ATTR], row[abi.ATTR + 1]
+def _up_fwd_range(A, row, n, lo, hi):
+    _, _, _, H, W = inp(row, 0)
+    Ho, Wo, sh, sw = row[abi.OH], row[abi.OW], row[abi.ATTR], row[abi.ATTR + 1]
     for q in range(lo, hi):  # plane q = sample * C + channel
-        if backward:
-            x, y = dxo * n + q * H * W, dyo * n + q * Ho * Wo
-            for h in range(H):
-                for r in range(sh):
-                    yr = y + (h * sh + r) * Wo
-                    for w in range(W):
-                        s = A[yr + w * sw]
-                        for k in range(1, sw):
-                            s += A[yr + w * sw + k]
-                        A[x + h * W + w] += s
-        else:
-            x, y = xo * n + q * H * W, yo * n + q * Ho * Wo
-            for h in range(H):
-                yr = y + h * sh * Wo
-                for w in range(W):
-                    v = A[x + h * W + w]
-                    for k in range(sw):
-                        A[yr + w * sw + k] = v
-                for r in range(1, sh):
-                    A[yr + r * Wo : yr + (r + 1) * Wo] = A[yr : yr + Wo]
+        x, y = row[abi.IN + abi.IN_OFF] * n + q * H * W, row[abi.OUT] * n + q * Ho * Wo
+        for oh in range(Ho):
+            xr, yr = x + (oh // sh) * W, y + oh * Wo
+            w, k = 0, 0
+            for ow in range(Wo):  # w = ow // sw, counted
+                A[U(yr + ow)] = A[U(xr + w)]
+                k += 1
+                if k == sw:
+                    w, k = w + 1, 0
+
+
+@njit(**JIT)
+def _up_bwd_range(A, row, n, lo, hi):
+    _, dxo, _, H, W = inp(row, 0)
+    Ho, Wo, sh, sw = row[abi.OH], row[abi.OW], row[abi.ATTR], row[abi.ATTR + 1]
+    for q in range(lo, hi):
+        dx, dy = dxo * n + q * H * W, row[abi.DOUT] * n + q * Ho * Wo
+        for oh in range(Ho):
+            xr, yr = dx + (oh // sh) * W, dy + oh * Wo
+            w, k = 0, 0
+            for ow in range(Wo):
+                A[U(xr + w)] += A[U(yr + ow)]
+                k += 1
+                if k == sw:
+                    w, k = w + 1, 0
 
 
 # -------------------------------------------------------------------------------- ADD, CONCAT
 @njit(**JIT)
-def _add_range(A, row, n, lo, hi):
+def _add_fwd_range(A, row, n, lo, hi):
     y = row[abi.OUT] * n
-    _copy_range(A, row[abi.IN + abi.IN_OFF] * n, y, lo, hi)
+    _copy(A, row[abi.IN + abi.IN_OFF] * n + lo, y + lo, hi - lo)
     for j in range(1, row[abi.NIN]):
-        _acc_range(A, row[abi.IN + abi.IN_STRIDE * j + abi.IN_OFF] * n, y, lo, hi)
+        _acc(A, row[abi.IN + abi.IN_STRIDE * j + abi.IN_OFF] * n + lo, y + lo, hi - lo)
+
+
+@njit(**JIT)
+def _add_bwd_range(A, row, n, lo, hi):
+    for j in range(row[abi.NIN]):
+        dx = row[abi.IN + abi.IN_STRIDE * j + abi.IN_DOFF]
+        if dx >= 0:
+            _acc(A, row[abi.DOUT] * n + lo, dx * n + lo, hi - lo)
 
 
 @njit(**JIT)
 def _concat_range(A, row, n, lo, hi, backward):
+    """Samples [lo, hi): copy each input into its channel range of y, or (backward) add the
+    matching range of dy into each input gradient."""
     Co, HW = row[abi.OC], row[abi.OH] * row[abi.OW]
-    y = (row[abi.DOUT] if backward else row[abi.OUT]) * n
     for s in range(lo, hi):
-        c0 = 0
+        d = (row[abi.DOUT] if backward else row[abi.OUT]) * n + s * Co * HW
         for j in range(row[abi.NIN]):
             xo, dxo, C, _, _ = inp(row, j)
-            m, d = C * HW, y + (s * Co + c0) * HW
-            if backward:
-                if dxo >= 0:
-                    _acc_range(A, d, dxo * n + s * m, 0, m)
-            else:
-                _copy_range(A, xo * n + s * m, d, 0, m)
-            c0 += C
+            m = C * HW
+            if not backward:
+                _copy(A, xo * n + s * m, d, m)
+            elif dxo >= 0:
+                _acc(A, d, dxo * n + s * m, m)
+            d += m
 
 
 # ------------------------------------------------------------------------------- entry points
-COPY, ACC, DROPOUT_F, DROPOUT_B, UPSAMPLE_F, UPSAMPLE_B, ADD_F, CONCAT_F, CONCAT_B = range(9)
+_FORWARD, _BACKWARD = np.bool_(False), np.bool_(True)  # numpy scalars are not typed as literals
 
 
 @njit(**JIT)
-def _chunk(op, c, nch, items, A, row, frow, n, seed, src, dst):
+def _split(row, n, training):
+    """(items, work): elements (FLATTEN, DROPOUT, ADD), planes (UPSAMPLE) or samples (CONCAT)."""
+    kind, m = row[abi.KIND], n * _size(row, 0)
+    if kind == UPSAMPLE:
+        return n * row[abi.OC], n * row[abi.OC] * row[abi.OH] * row[abi.OW]
+    if kind == CONCAT:
+        return n, n * row[abi.OC] * row[abi.OH] * row[abi.OW]
+    if kind == ADD:
+        return m, m * row[abi.NIN]
+    return m, 8 * m if kind == DROPOUT and training else m
+
+
+@njit(**JIT)
+def _forward_chunk(c, nch, items, A, row, frow, n, training, seed):
     lo, hi = chunk(c, nch, items)
-    if op == COPY:
-        _copy_range(A, src, dst, lo, hi)
-    elif op == ACC:
-        _acc_range(A, src, dst, lo, hi)
-    elif op == DROPOUT_F:
+    kind = row[abi.KIND]
+    if kind == DROPOUT and training:
         _dropout_range(A, row, frow, n, seed, lo, hi)
-    elif op == DROPOUT_B:
-        _mask_grad_range(A, row, n, lo, hi)
-    elif op == UPSAMPLE_F:
-        _up_range(A, row, n, lo, hi, False)
-    elif op == UPSAMPLE_B:
-        _up_range(A, row, n, lo, hi, True)
-    elif op == ADD_F:
-        _add_range(A, row, n, lo, hi)
+    elif kind in (FLATTEN, DROPOUT):
+        _copy(A, row[abi.IN + abi.IN_OFF] * n + lo, row[abi.OUT] * n + lo, hi - lo)
+    elif kind == UPSAMPLE:
+        _up_fwd_range(A, row, n, lo, hi)
+    elif kind == ADD:
+        _add_fwd_range(A, row, n, lo, hi)
     else:
-        _concat_range(A, row, n, lo, hi, op == CONCAT_B)
+        _concat_range(A, row, n, lo, hi, _FORWARD)
+
+
+@njit(**JIT)
+def _backward_chunk(c, nch, items, A, row, n, training):
+    lo, hi = chunk(c, nch, items)
+    kind = row[abi.KIND]
+    if kind == DROPOUT and training:
+        _mask_grad_range(A, row, n, lo, hi)
+    elif kind in (FLATTEN, DROPOUT):
+        _acc(A, row[abi.DOUT] * n + lo, row[abi.IN + abi.IN_DOFF] * n + lo, hi - lo)
+    elif kind == UPSAMPLE:
+        _up_bwd_range(A, row, n, lo, hi)
+    elif kind == ADD:
+        _add_bwd_range(A, row, n, lo, hi)
+    else:
+        _concat_range(A, row, n, lo, hi, _BACKWARD)
 
 
 @njit(**PJIT)
-def _run(op, items, work, A, row, frow, n, seed, src, dst):
-    """`items` independent items (elements, planes or samples) in one chunk per thread."""
+def forward(A, P, G, S, W, row, frow, n, training, seed):
+    """FLATTEN, DROPOUT, UPSAMPLE, ADD, CONCAT: one chunk of items per thread."""
+    items, work = _split(row, n, training)
     nch = nchunks(work, items)
     if nch == 1:
-        _chunk(op, 0, 1, items, A, row, frow, n, seed, src, dst)
+        _forward_chunk(np.int64(0), nch, items, A, row, frow, n, training, seed)
     else:
         for c in prange(nch):
-            _chunk(op, c, nch, items, A, row, frow, n, seed, src, dst)
+            _forward_chunk(np.int64(c), nch, items, A, row, frow, n, training, seed)
 
 
-@njit(**JIT)
-def _copy(A, row, frow, n, src, dst, accumulate):
-    """A[dst:] (+)= A[src:] over input 0's size; src and dst are per-sample offsets."""
-    m = n * _size(row, 0)
-    op = np.int64(ACC if accumulate else COPY)
-    _run(op, m, m, A, row, frow, n, 0, src * n, dst * n)
-
-
-@njit(**JIT)
-def flatten_forward(A, P, G, S, W, row, frow, n, training, seed):
-    _copy(A, row, frow, n, row[abi.IN + abi.IN_OFF], row[abi.OUT], False)
-
-
-@njit(**JIT)
-def flatten_backward(A, P, G, S, W, row, frow, n, training, seed):
-    if row[abi.IN + abi.IN_DOFF] >= 0:
-        _copy(A, row, frow, n, row[abi.DOUT], row[abi.IN + abi.IN_DOFF], True)
-
-
-@njit(**JIT)
-def dropout_forward(A, P, G, S, W, row, frow, n, training, seed):
-    if training:
-        m = n * _size(row, 0)
-        _run(np.int64(DROPOUT_F), m, 8 * m, A, row, frow, n, seed, 0, 0)
-    else:
-        _copy(A, row, frow, n, row[abi.IN + abi.IN_OFF], row[abi.OUT], False)
-
-
-@njit(**JIT)
-def dropout_backward(A, P, G, S, W, row, frow, n, training, seed):
-    if row[abi.IN + abi.IN_DOFF] < 0:
+@njit(**PJIT)
+def backward(A, P, G, S, W, row, frow, n, training, seed):
+    if row[abi.KIND] != ADD and row[abi.KIND] != CONCAT and row[abi.IN + abi.IN_DOFF] < 0:
         return
-    if training:
-        m = n * _size(row, 0)
-        _run(np.int64(DROPOUT_B), m, m, A, row, frow, n, seed, 0, 0)
+    items, work = _split(row, n, training)
+    nch = nchunks(work, items)
+    if nch == 1:
+        _backward_chunk(np.int64(0), nch, items, A, row, n, training)
     else:
-        _copy(A, row, frow, n, row[abi.DOUT], row[abi.IN + abi.IN_DOFF], True)
+        for c in prange(nch):
+            _backward_chunk(np.int64(c), nch, items, A, row, n, training)
 
 
-@njit(**JIT)
-def upsample_forward(A, P, G, S, W, row, frow, n, training, seed):
-    planes = n * row[abi.OC]
-    work = planes * row[abi.OH] * row[abi.OW]
-    _run(np.int64(UPSAMPLE_F), planes, work, A, row, frow, n, seed, 0, 0)
-
-
-@njit(**JIT)
-def upsample_backward(A, P, G, S, W, row, frow, n, training, seed):
-    if row[abi.IN + abi.IN_DOFF] >= 0:
-        planes = n * row[abi.OC]
-        work = planes * row[abi.OH] * row[abi.OW]
-        _run(np.int64(UPSAMPLE_B), planes, work, A, row, frow, n, seed, 0, 0)
-
-
-@njit(**JIT)
-def add_forward(A, P, G, S, W, row, frow, n, training, seed):
-    m = n * _size(row, 0)
-    _run(np.int64(ADD_F), m, m * row[abi.NIN], A, row, frow, n, seed, 0, 0)
-
-
-@njit(**JIT)
-def add_backward(A, P, G, S, W, row, frow, n, training, seed):
-    for j in range(row[abi.NIN]):
-        dx = row[abi.IN + abi.IN_STRIDE * j + abi.IN_DOFF]
-        if dx >= 0:
-            _copy(A, row, frow, n, row[abi.DOUT], dx, True)
-
-
-@njit(**JIT)
-def concat_forward(A, P, G, S, W, row, frow, n, training, seed):
-    work = n * row[abi.OC] * row[abi.OH] * row[abi.OW]
-    _run(np.int64(CONCAT_F), n, work, A, row, frow, n, seed, 0, 0)
-
-
-@njit(**JIT)
-def concat_backward(A, P, G, S, W, row, frow, n, training, seed):
-    work = n * row[abi.OC] * row[abi.OH] * row[abi.OW]
-    _run(np.int64(CONCAT_B), n, work, A, row, frow, n, seed, 0, 0)
+flatten_forward = dropout_forward = upsample_forward = add_forward = concat_forward = forward
+flatten_backward = dropout_backward = upsample_backward = add_backward = backward
+concat_backward = backward

@@ -15,8 +15,9 @@ import numpy as np
 from cnnc.compiler import abi
 from numba import njit, prange
 
-from .common import chunk, inp, nchunks
+from .common import U, chunk, inp, nchunks
 from .config import JIT, PJIT
+from .kinds import BN
 
 
 # ------------------------------------------------------------------------------------------ BN
@@ -33,13 +34,13 @@ def _bn_fwd_range(A, P, S, row, frow, n, training, lo, hi):
             for b in range(n):
                 base = xo * n + (b * C + c) * HW
                 for i in range(base, base + HW):
-                    s += A[i]
+                    s += A[U(i)]
             mean = s / M
             v = 0.0
             for b in range(n):
                 base = xo * n + (b * C + c) * HW
                 for i in range(base, base + HW):
-                    d = A[i] - mean
+                    d = A[U(i)] - mean
                     v += d * d
             var = v / M
             invstd = 1.0 / np.sqrt(var + eps)
@@ -57,7 +58,7 @@ def _bn_fwd_range(A, P, S, row, frow, n, training, lo, hi):
         for b in range(n):
             xb, yb = xo * n + (b * C + c) * HW, yo * n + (b * C + c) * HW
             for i in range(HW):
-                A[yb + i] = (A[xb + i] - m32) * scale + shift
+                A[U(yb + i)] = (A[U(xb + i)] - m32) * scale + shift
 
 
 @njit(**JIT)
@@ -76,9 +77,9 @@ def _bn_bwd_range(A, P, G, S, row, frow, n, training, lo, hi):
         for b in range(n):
             xb, db = xo * n + (b * C + c) * HW, dyo * n + (b * C + c) * HW
             for i in range(HW):
-                g = np.float64(A[db + i])
+                g = np.float64(A[U(db + i)])
                 sdy += g
-                sdyx += g * (A[xb + i] - mean)
+                sdyx += g * (A[U(xb + i)] - mean)
         dgamma = sdyx * invstd
         G[po + c] += dgamma
         G[po + C + c] += sdy
@@ -93,7 +94,7 @@ def _bn_bwd_range(A, P, G, S, row, frow, n, training, lo, hi):
             xb, db = xo * n + (b * C + c) * HW, dyo * n + (b * C + c) * HW
             gb = dxo * n + (b * C + c) * HW
             for i in range(HW):
-                A[gb + i] += a * A[db + i] + b1 * (A[xb + i] - m32) + b0
+                A[U(gb + i)] += a * A[U(db + i)] + b1 * (A[U(xb + i)] - m32) + b0
 
 
 @njit(**JIT)
@@ -109,10 +110,10 @@ def _lrn_fwd_range(A, row, frow, n, lo, hi):
         for c in range(C):  # y[c] = sum of x^2 over the window of c
             for c2 in range(max(c - bef, 0), min(c + aft + 1, C)):
                 for i in range(HW):
-                    v = A[x + c2 * HW + i]
-                    A[y + c * HW + i] += v * v
+                    v = A[U(x + c2 * HW + i)]
+                    A[U(y + c * HW + i)] += v * v
         for i in range(C * HW):
-            A[y + i] = A[x + i] * (k + a * A[y + i]) ** -beta
+            A[U(y + i)] = A[U(x + i)] * (k + a * A[U(y + i)]) ** -beta
 
 
 @njit(**JIT)
@@ -130,65 +131,68 @@ def _lrn_bwd_range(A, row, frow, n, lo, hi):
             for c in range(C):
                 q = 0.0
                 for c2 in range(max(c - bef, 0), min(c + aft + 1, C)):
-                    v = np.float64(A[x + c2 * HW + p])
+                    v = np.float64(A[U(x + c2 * HW + p)])
                     q += v * v
                 sc[c] = k + a * q
-                t[c] = A[dy + c * HW + p] * A[x + c * HW + p] * sc[c] ** (-beta - 1.0)
+                t[c] = A[U(dy + c * HW + p)] * A[U(x + c * HW + p)] * sc[c] ** (-beta - 1.0)
             for j in range(C):
                 q = 0.0
                 for c in range(max(j - aft, 0), min(j + bef + 1, C)):
                     q += t[c]
                 i = j * HW + p
-                A[dx + i] += A[dy + i] * sc[j] ** -beta - 2.0 * a * beta * A[x + i] * q
+                A[U(dx + i)] += A[U(dy + i)] * sc[j] ** -beta - 2.0 * a * beta * A[U(x + i)] * q
 
 
 # ------------------------------------------------------------------------------- entry points
-BN, LRN = 0, 1
+@njit(**JIT)
+def _split(row, n):
+    """(items, work): BN works on channels, LRN on samples."""
+    m = n * row[abi.OC] * row[abi.OH] * row[abi.OW]
+    if row[abi.KIND] == BN:
+        return row[abi.OC], 3 * m
+    return n, row[abi.ATTR] * m
 
 
 @njit(**JIT)
-def _chunk(op, backward, c, nch, items, A, P, G, S, row, frow, n, training):
+def _forward_chunk(c, nch, items, A, P, S, row, frow, n, training):
     lo, hi = chunk(c, nch, items)
-    if op == BN:
-        if backward:
-            _bn_bwd_range(A, P, G, S, row, frow, n, training, lo, hi)
-        else:
-            _bn_fwd_range(A, P, S, row, frow, n, training, lo, hi)
-    elif backward:
-        _lrn_bwd_range(A, row, frow, n, lo, hi)
+    if row[abi.KIND] == BN:
+        _bn_fwd_range(A, P, S, row, frow, n, training, lo, hi)
     else:
         _lrn_fwd_range(A, row, frow, n, lo, hi)
 
 
+@njit(**JIT)
+def _backward_chunk(c, nch, items, A, P, G, S, row, frow, n, training):
+    lo, hi = chunk(c, nch, items)
+    if row[abi.KIND] == BN:
+        _bn_bwd_range(A, P, G, S, row, frow, n, training, lo, hi)
+    elif row[abi.IN + abi.IN_DOFF] >= 0:
+        _lrn_bwd_range(A, row, frow, n, lo, hi)
+
+
 @njit(**PJIT)
-def _run(op, backward, A, P, G, S, row, frow, n, training):
+def forward(A, P, G, S, W, row, frow, n, training, seed):
     """BN: one chunk of channels per thread; LRN: one chunk of samples per thread."""
-    m = n * row[abi.OC] * row[abi.OH] * row[abi.OW]
-    items = row[abi.OC] if op == BN else n
-    nch = nchunks(3 * m if op == BN else row[abi.ATTR] * m, items)
+    items, work = _split(row, n)
+    nch = nchunks(work, items)
     if nch == 1:
-        _chunk(op, backward, 0, 1, items, A, P, G, S, row, frow, n, training)
+        _forward_chunk(np.int64(0), nch, items, A, P, S, row, frow, n, training)
     else:
         for c in prange(nch):
-            _chunk(op, backward, c, nch, items, A, P, G, S, row, frow, n, training)
+            _forward_chunk(np.int64(c), nch, items, A, P, S, row, frow, n, training)
 
 
-@njit(**JIT)
-def bn_forward(A, P, G, S, W, row, frow, n, training, seed):
-    _run(np.int64(BN), np.bool_(False), A, P, G, S, row, frow, n, training)
+@njit(**PJIT)
+def backward(A, P, G, S, W, row, frow, n, training, seed):
+    items, work = _split(row, n)
+    nch = nchunks(work, items)
+    if nch == 1:
+        _backward_chunk(np.int64(0), nch, items, A, P, G, S, row, frow, n, training)
+    else:
+        for c in prange(nch):
+            _backward_chunk(np.int64(c), nch, items, A, P, G, S, row, frow, n, training)
 
 
-@njit(**JIT)
-def bn_backward(A, P, G, S, W, row, frow, n, training, seed):
-    _run(np.int64(BN), np.bool_(True), A, P, G, S, row, frow, n, training)
-
-
-@njit(**JIT)
-def lrn_forward(A, P, G, S, W, row, frow, n, training, seed):
-    _run(np.int64(LRN), np.bool_(False), A, P, G, S, row, frow, n, training)
-
-
-@njit(**JIT)
-def lrn_backward(A, P, G, S, W, row, frow, n, training, seed):
-    if row[abi.IN + abi.IN_DOFF] >= 0:
-        _run(np.int64(LRN), np.bool_(True), A, P, G, S, row, frow, n, training)
+bn_forward = lrn_forward = forward
+bn_backward = lrn_backward = backward

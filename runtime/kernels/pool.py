@@ -10,7 +10,7 @@ import numpy as np
 from cnnc.compiler import abi
 from numba import njit, prange
 
-from .common import chunk, inp, nchunks, out
+from .common import U, chunk, inp, nchunks, out
 from .config import JIT, PJIT
 
 MAX, AVG, SUM = 0, 1, 2
@@ -49,7 +49,7 @@ def _argmax(A, x, W, hlo, hhi, wlo, whi):
     best, m = hlo * W + wlo, -np.inf
     for h in range(hlo, hhi):
         for w in range(wlo, whi):
-            v = A[x + h * W + w]
+            v = A[U(x + h * W + w)]
             if v > m or np.isnan(v):
                 m, best = v, h * W + w
                 if np.isnan(v):
@@ -69,15 +69,15 @@ def _fwd(A, row, n, lo, hi):
             for ow in range(Wo):
                 wlo, whi, wpad = _window(ow, sw, pw, kw, W)
                 if hlo >= hhi or wlo >= whi:
-                    A[y + oh * Wo + ow] = -np.inf if mode == MAX else 0.0
+                    A[U(y + oh * Wo + ow)] = -np.inf if mode == MAX else 0.0
                 elif mode == MAX:
-                    A[y + oh * Wo + ow] = A[x + _argmax(A, x, W, hlo, hhi, wlo, whi)]
+                    A[U(y + oh * Wo + ow)] = A[U(x + _argmax(A, x, W, hlo, hhi, wlo, whi))]
                 else:
                     s = 0.0
                     for h in range(hlo, hhi):
                         for w in range(wlo, whi):
-                            s += A[x + h * W + w]
-                    A[y + oh * Wo + ow] = s / _divisor(mode, cip, hlo, hhi, hpad, wlo, whi, wpad)
+                            s += A[U(x + h * W + w)]
+                    A[U(y + oh * Wo + ow)] = s / _divisor(mode, cip, hlo, hhi, hpad, wlo, whi, wpad)
 
 
 @njit(**JIT)
@@ -93,44 +93,49 @@ def _bwd(A, row, n, lo, hi):
                 wlo, whi, wpad = _window(ow, sw, pw, kw, W)
                 if hlo >= hhi or wlo >= whi:
                     continue
-                g = A[dy + oh * Wo + ow]
+                g = A[U(dy + oh * Wo + ow)]
                 if mode == MAX:
-                    A[dx + _argmax(A, x, W, hlo, hhi, wlo, whi)] += g
+                    A[U(dx + _argmax(A, x, W, hlo, hhi, wlo, whi))] += g
                 else:
                     g = np.float32(g / _divisor(mode, cip, hlo, hhi, hpad, wlo, whi, wpad))
                     for h in range(hlo, hhi):
                         for w in range(wlo, whi):
-                            A[dx + h * W + w] += g
+                            A[U(dx + h * W + w)] += g
 
 
 @njit(**JIT)
-def _chunk(backward, c, nch, A, row, n, planes):
-    lo, hi = chunk(c, nch, planes)
-    if backward:
-        _bwd(A, row, n, lo, hi)
-    else:
-        _fwd(A, row, n, lo, hi)
+def _split(row, n):
+    """(planes, work): one (sample, channel) plane per item."""
+    planes = n * row[abi.OC]
+    return planes, planes * row[abi.OH] * row[abi.OW] * row[abi.ATTR] * row[abi.ATTR + 1]
 
 
 @njit(**PJIT)
-def _run(backward, A, row, n):
-    """One chunk of (sample, channel) planes per thread."""
-    planes = n * row[abi.OC]
-    work = planes * row[abi.OH] * row[abi.OW] * row[abi.ATTR] * row[abi.ATTR + 1]
+def forward(A, P, G, S, W, row, frow, n, training, seed):
+    planes, work = _split(row, n)
     nch = nchunks(work, planes)
     if nch == 1:
-        _chunk(backward, 0, 1, A, row, n, planes)
+        lo, hi = chunk(np.int64(0), nch, planes)
+        _fwd(A, row, n, lo, hi)
     else:
         for c in prange(nch):
-            _chunk(backward, c, nch, A, row, n, planes)
+            lo, hi = chunk(np.int64(c), nch, planes)
+            _fwd(A, row, n, lo, hi)
 
 
-@njit(**JIT)
-def pool_forward(A, P, G, S, W, row, frow, n, training, seed):
-    _run(np.int64(0), A, row, n)
+@njit(**PJIT)
+def backward(A, P, G, S, W, row, frow, n, training, seed):
+    if row[abi.IN + abi.IN_DOFF] < 0:
+        return
+    planes, work = _split(row, n)
+    nch = nchunks(work, planes)
+    if nch == 1:
+        lo, hi = chunk(np.int64(0), nch, planes)
+        _bwd(A, row, n, lo, hi)
+    else:
+        for c in prange(nch):
+            lo, hi = chunk(np.int64(c), nch, planes)
+            _bwd(A, row, n, lo, hi)
 
 
-@njit(**JIT)
-def pool_backward(A, P, G, S, W, row, frow, n, training, seed):
-    if row[abi.IN + abi.IN_DOFF] >= 0:
-        _run(np.int64(1), A, row, n)
+pool_forward, pool_backward = forward, backward
