@@ -49,11 +49,12 @@ def zero_input_grads(A, row, n):
 
 
 @njit(**JIT)
-def backward(rows, frows, A, P, G, S, W, n, seed, last):
-    """Backward from step `last` down to the first, accumulating into G (zeroed by the caller)."""
+def backward(rows, frows, A, P, G, S, W, n, training, seed, last):
+    """Backward from step `last` down to the first, accumulating into G (zeroed by the caller).
+    `training` and `seed` must be those of the forward pass (BN statistics, dropout masks)."""
     for s in range(last, -1, -1):
         zero_input_grads(A, rows[s], n)
-        backward_step(rows[s, abi.KIND], A, P, G, S, W, rows[s], frows[s], n, True, seed + s)
+        backward_step(rows[s, abi.KIND], A, P, G, S, W, rows[s], frows[s], n, training, seed + s)
 
 
 @njit(**JIT)
@@ -66,7 +67,7 @@ def loss_and_grad(rows, frows, A, P, G, S, W, n, seed, labels, logits, dlogits, 
     loss = softmax_cross_entropy(A, logits, dlogits, classes, labels, n)
     correct = count_correct(A, logits, classes, labels, n)
     G[:] = 0.0
-    backward(rows, frows, A, P, G, S, W, n, seed, last)
+    backward(rows, frows, A, P, G, S, W, n, True, seed, last)
     return loss, correct
 
 

@@ -38,6 +38,7 @@ class Network:
         self.S = np.zeros(max(plan.state_size, 1), np.float32)
         self.W = np.zeros(max(plan.workspace * self.threads, 1), np.float32)
         self.steps_run = 0
+        self._n, self._training = 0, training  # batch size and mode of the last forward pass
         self.initialize(seed)
 
     @classmethod
@@ -155,7 +156,7 @@ class Network:
         executor.forward(
             self.rows, self.frows, self.A, self.P, self.G, self.S, self.W, n, training, self._seed()
         )
-        self._n = n
+        self._n, self._training = n, training
         out = self.plan.tensors[self.plan.output]
         return self._tensor(out.offset, out.shape, n).copy()
 
@@ -164,7 +165,7 @@ class Network:
         gradients are written (not accumulated) to gradients()."""
         if not self.training:
             raise InputError("this network was built for inference; build it with training=True")
-        n = getattr(self, "_n", 0)
+        n = self._n
         out = self.plan.tensors[self.plan.output]
         grad = np.asarray(grad_output, dtype=np.float32)
         if grad.shape != (n, *out.shape):
@@ -180,6 +181,7 @@ class Network:
             self.S,
             self.W,
             n,
+            self._training,
             self._seed(),
             len(self.plan.steps) - 1,
         )
@@ -239,7 +241,7 @@ class Network:
     def output(self) -> np.ndarray:
         """A copy of the output of the last forward or evaluate call."""
         out = self.plan.tensors[self.plan.output]
-        return self._tensor(out.offset, out.shape, getattr(self, "_n", 0)).copy()
+        return self._tensor(out.offset, out.shape, self._n).copy()
 
     def first_nonfinite(self, x) -> str | None:
         """Run forward one step at a time and name the first layer whose output is not finite."""
