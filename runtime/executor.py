@@ -5,12 +5,21 @@ index into a direct call, so one compiled executor serves every plan and the onl
 training step is a single call.
 """
 
+import warnings
+
 from cnnc.compiler import abi
 from numba import literal_unroll, njit
+from numba.core.errors import NumbaExperimentalFeatureWarning
 
 from .kernels.config import JIT
 from .kernels.loss import count_correct, softmax_cross_entropy
 from .table import BACKWARD, FORWARD
+
+# literal_unroll over the kernel tables types them as first-class functions, which numba flags as
+# experimental at every compile; it is exactly what the dispatch needs, so it is silenced here.
+warnings.filterwarnings(
+    "ignore", "First-class function type", NumbaExperimentalFeatureWarning, r"numba\."
+)
 
 
 @njit(**JIT)
