@@ -7,9 +7,10 @@ training step is a single call.
 
 import warnings
 
-from cnnc.compiler import abi
 from numba import literal_unroll, njit
 from numba.core.errors import NumbaExperimentalFeatureWarning
+
+from cnnc.compiler import abi
 
 from .kernels.config import JIT
 from .kernels.loss import count_correct, softmax_cross_entropy

@@ -12,6 +12,7 @@ import math
 
 import numba
 import numpy as np
+
 from cnnc.compiler.check import Checked, check_file
 from cnnc.compiler.lower import Plan, lower
 

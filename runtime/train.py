@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
 from cnnc.compiler.training import TrainConfig
 
 from . import checkpoint, data

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
 from cnnc.runtime.data import DEFAULT_SAMPLE, FASHION_MNIST_CLASSES, read_idx_folder
 
 SEED = 20240601

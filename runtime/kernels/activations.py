@@ -7,8 +7,9 @@ RELU y > 0, LEAKYRELU y > 0 ? 1 : slope, ELU y > 0 ? 1 : y + alpha, TANH 1 - y^2
 """
 
 import numpy as np
-from cnnc.compiler import abi
 from numba import njit, prange
+
+from cnnc.compiler import abi
 
 from .common import U, chunk, inp, nchunks
 from .config import JIT, PJIT

@@ -1,8 +1,9 @@
 """Helpers shared by the kernels: row accessors, work splitting and a row-major sgemm."""
 
 import numpy as np
-from cnnc.compiler import abi
 from numba import njit
+
+from cnnc.compiler import abi
 
 from .config import JIT, SERIAL_WORK, num_threads, xxgemm
 

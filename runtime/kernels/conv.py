@@ -13,8 +13,9 @@ then dx += W col and dW += x col^T.
 """
 
 import numpy as np
-from cnnc.compiler import abi
 from numba import njit, prange
+
+from cnnc.compiler import abi
 
 from .common import BETA0, BETA1, NOTR, TR, U, chunk, inp, nchunks, out, sgemm
 from .config import JIT, PJIT

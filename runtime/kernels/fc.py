@@ -7,8 +7,9 @@ the batch rows dx[rows] += dy[rows] W when n is large.
 """
 
 import numpy as np
-from cnnc.compiler import abi
 from numba import njit, prange
+
+from cnnc.compiler import abi
 
 from .common import BETA0, BETA1, NOTR, TR, chunk, inp, nchunks, out, sgemm
 from .config import JIT, PJIT

@@ -6,8 +6,9 @@ gives the same mask whatever the thread count) and keeps an element when u >= p;
 """
 
 import numpy as np
-from cnnc.compiler import abi
 from numba import njit, prange
+
+from cnnc.compiler import abi
 
 from .common import U, chunk, inp, nchunks
 from .config import JIT, PJIT

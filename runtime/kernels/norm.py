@@ -12,8 +12,9 @@ scales; backward recomputes s per pixel into a small per-chunk scratch column.
 """
 
 import numpy as np
-from cnnc.compiler import abi
 from numba import njit, prange
+
+from cnnc.compiler import abi
 
 from .common import U, chunk, inp, nchunks
 from .config import JIT, PJIT

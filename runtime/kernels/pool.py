@@ -7,8 +7,9 @@ maximum, so no index buffer is needed.
 """
 
 import numpy as np
-from cnnc.compiler import abi
 from numba import njit, prange
+
+from cnnc.compiler import abi
 
 from .common import U, chunk, inp, nchunks, out
 from .config import JIT, PJIT

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from cnnc.compiler.check import Checked, check, check_file, verify
 from cnnc.compiler.errors import SpecError
 from cnnc.compiler.expand import expand

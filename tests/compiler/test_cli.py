@@ -11,6 +11,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+
 from cnnc.compiler.cli import main
 
 SPECS = Path(__file__).parents[2] / "specs"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from cnnc.compiler.errors import (
     NO_LOC,
     Diagnostic,

@@ -4,6 +4,7 @@ interpreted; and every mistake in names, arguments and structure reported, all i
 from __future__ import annotations
 
 import pytest
+
 from cnnc.compiler import expand as E
 from cnnc.compiler.errors import SpecError
 from cnnc.compiler.expand import Graph, expand

@@ -8,13 +8,14 @@ import math
 from importlib.resources import files
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from cnnc.compiler.check import Checked, check
 from cnnc.compiler.errors import SpecError
 from cnnc.compiler.expand import expand
 from cnnc.compiler.layers import KIND_INDEX, KINDS, REGISTRY, describe
 from cnnc.compiler.syntax import parse
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 
 def checked(text: str, shape: str = "3x16x16") -> Checked:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+
 from cnnc.compiler import report
 from cnnc.compiler.check import check, check_file
 from cnnc.compiler.expand import expand

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from cnnc.compiler import syntax
 from cnnc.compiler.errors import Loc, SpecError
 from cnnc.compiler.syntax import (

@@ -15,6 +15,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+
 from cnnc.compiler.check import Checked, check_file
 from cnnc.compiler.errors import SpecError
 from cnnc.compiler.training import train_config

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+
 from cnnc.compiler import abi
 from cnnc.runtime.table import KERNELS, KIND_ORDER, workspace_size
 

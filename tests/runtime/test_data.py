@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from cnnc.runtime import data as D
 from cnnc.runtime.data import DataError, Dataset
 

@@ -12,9 +12,10 @@ import zlib
 import numba
 import numpy as np
 import pytest
+from kernel_harness import Step, out_shape, param_shapes, ref_backward, ref_forward
+
 from cnnc.runtime.kernels import loss
 from cnnc.runtime.table import BACKWARD, FORWARD, KERNELS, KIND_ORDER
-from kernel_harness import Step, out_shape, param_shapes, ref_backward, ref_forward
 
 
 def case(ins, ints=(), floats=(), **extra):

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from cnnc.compiler.check import check
 from cnnc.compiler.expand import expand
 from cnnc.compiler.syntax import parse

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from cnnc.compiler.cli import main
 from cnnc.runtime import checkpoint, data
 from cnnc.runtime.commands import limit
