@@ -18,9 +18,7 @@ from .table import BACKWARD, FORWARD
 
 # literal_unroll over the kernel tables types them as first-class functions, which numba flags as
 # experimental at every compile; it is exactly what the dispatch needs, so it is silenced here.
-warnings.filterwarnings(
-    "ignore", "First-class function type", NumbaExperimentalFeatureWarning, r"numba\."
-)
+warnings.filterwarnings("ignore", "First-class function type", NumbaExperimentalFeatureWarning)
 
 
 @njit(**JIT)
