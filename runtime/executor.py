@@ -1,8 +1,10 @@
 """The generic executor: loops over a plan's rows, forward and then backward, in compiled code.
 
 It knows no layer kinds: `literal_unroll` over the table's kernel tuples turns the row's kind
-index into a direct call, so one compiled executor serves every plan and the only Python work per
-training step is a single call.
+index into a direct call, so one compiled executor serves every plan and a training step is three
+calls from Python (forward, the fused loss, backward). Each compiled entry point re-optimises
+every kernel it reaches, so there are only these few: `forward`, `backward`, and the per-step
+calls used to locate a NaN.
 """
 
 import warnings
@@ -13,7 +15,6 @@ from numba.core.errors import NumbaExperimentalFeatureWarning
 from cnnc.compiler import abi
 
 from .kernels.config import JIT
-from .kernels.loss import count_correct, softmax_cross_entropy
 from .table import BACKWARD, FORWARD
 
 # literal_unroll over the kernel tables types them as first-class functions, which numba flags as
@@ -63,25 +64,3 @@ def backward(rows, frows, A, P, G, S, W, n, training, seed, last):
     for s in range(last, -1, -1):
         zero_input_grads(A, rows[s], n)
         backward_step(rows[s, abi.KIND], A, P, G, S, W, rows[s], frows[s], n, training, seed + s)
-
-
-@njit(**JIT)
-def loss_and_grad(rows, frows, A, P, G, S, W, n, seed, labels, logits, dlogits, classes, last):
-    """One forward pass, the fused softmax cross-entropy, and the backward pass.
-
-    Returns (mean loss, correct predictions); parameter gradients are left in G.
-    """
-    forward(rows, frows, A, P, G, S, W, n, True, seed)
-    loss = softmax_cross_entropy(A, logits, dlogits, classes, labels, n)
-    correct = count_correct(A, logits, classes, labels, n)
-    G[:] = 0.0
-    backward(rows, frows, A, P, G, S, W, n, True, seed, last)
-    return loss, correct
-
-
-@njit(**JIT)
-def evaluate(rows, frows, A, P, G, S, W, n, labels, logits, classes):
-    """Inference forward pass; returns (summed loss, correct predictions) over the batch."""
-    forward(rows, frows, A, P, G, S, W, n, False, 0)
-    loss = softmax_cross_entropy(A, logits, -1, classes, labels, n)
-    return loss * n, count_correct(A, logits, classes, labels, n)

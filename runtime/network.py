@@ -17,6 +17,7 @@ from cnnc.compiler.check import Checked, check_file
 from cnnc.compiler.lower import Plan, lower
 
 from . import executor
+from .kernels.loss import count_correct, softmax_cross_entropy
 
 
 class InputError(ValueError):
@@ -199,22 +200,16 @@ class Network:
         labels = self._labels(y, n)
         self.steps_run += 1
         plan = self.plan
-        loss, correct = executor.loss_and_grad(
-            self.rows,
-            self.frows,
-            self.A,
-            self.P,
-            self.G,
-            self.S,
-            self.W,
-            n,
-            self._seed(),
-            labels,
-            plan.tensors[plan.logits].offset,
-            plan.tensors[plan.logits].grad_offset,
-            self.classes,
-            plan.backward_from,
+        logits = plan.tensors[plan.logits]
+        arenas = (self.A, self.P, self.G, self.S, self.W)
+        seed = self._seed()
+        executor.forward(self.rows, self.frows, *arenas, n, True, seed)
+        loss = softmax_cross_entropy(
+            self.A, logits.offset, logits.grad_offset, self.classes, labels, n
         )
+        correct = count_correct(self.A, logits.offset, self.classes, labels, n)
+        self.G[:] = 0.0
+        executor.backward(self.rows, self.frows, *arenas, n, True, seed, plan.backward_from)
         self._n = n
         return float(loss), int(correct)
 
@@ -223,19 +218,9 @@ class Network:
         n = self._load_input(x)
         labels = self._labels(y, n)
         logits = self.plan.tensors[self.plan.logits].offset
-        loss, correct = executor.evaluate(
-            self.rows,
-            self.frows,
-            self.A,
-            self.P,
-            self.G,
-            self.S,
-            self.W,
-            n,
-            labels,
-            logits,
-            self.classes,
-        )
+        executor.forward(self.rows, self.frows, self.A, self.P, self.G, self.S, self.W, n, False, 0)
+        loss = softmax_cross_entropy(self.A, logits, -1, self.classes, labels, n) * n
+        correct = count_correct(self.A, logits, self.classes, labels, n)
         self._n = n
         return float(loss), int(correct)
 
