@@ -173,12 +173,14 @@ def compute_case(name, spec_name, mode, batch, target, args) -> dict:
                     model(tx)
         fns["torch"] = torch_step
         mkldnn = fastest_torch(torch_step, args)
+    before = fork_join()
     times = interleaved(fns, args.repeats, args.block)
+    fork_join_s = max(before, fork_join())
     if torch is not None:
         torch.backends.mkldnn.enabled = True
     flops = (6 if mode == "train" else 2) * checked.macs * batch
     result = {"case": name, "spec": spec_name, "mode": mode, "batch": batch, "flops": flops,
-              "target_speedup": target, "check_diff": check}
+              "target_speedup": target, "check_diff": check, "fork_join_s": fork_join_s}
     if torch is not None:
         result["torch_conv"] = "onednn" if mkldnn else "native"
     for side, values in times.items():
@@ -197,16 +199,20 @@ def _touch(a):
         a[i] += 1.0
 
 
+def fork_join() -> float:
+    """Median seconds of an empty numba parallel region: a few µs when the cores are free."""
+    touch = np.zeros(64, np.float32)
+    _touch(touch)
+    return statistics.median(_timed(lambda: _touch(touch), 1) for _ in range(100))
+
+
 def sgemm(args) -> dict:
     """The machine's float32 matmul rate (numpy's OpenBLAS, 1024x1024), one and all threads;
     and the cost of an empty numba parallel region, which tells how busy the other cores are."""
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((1024, 1024), dtype=np.float32) for _ in range(2))
     c = np.empty_like(a)
-    touch = np.zeros(64, np.float32)
-    _touch(touch)
-    fork_join = statistics.median(_timed(lambda: _touch(touch), 1) for _ in range(300))
-    result = {"case": "sgemm", "n": 1024, "fork_join_s": fork_join}
+    result = {"case": "sgemm", "n": 1024, "fork_join_s": fork_join()}
     for label, threads in (("1 thread", 1), ("all threads", os.cpu_count())):
         with threadpool_limits(threads, user_api="blas"):
             times = interleaved({"mm": lambda: np.matmul(a, b, out=c)}, args.repeats, args.block)
@@ -321,7 +327,8 @@ def report(info: dict, results: list[dict]) -> str:
                    "when other processes keep the cores busy)")
         peak = max(v["peak_gflops"] for k, v in peak.items() if "thread" in k)
     rows = [["case", "batch", "cnnc median [min-max]", "torch median [min-max]", "speedup",
-             "cnnc GFLOP/s", "% sgemm", "torch GFLOP/s", "torch conv", "|diff|", "target"]]
+             "cnnc GFLOP/s", "% sgemm", "torch GFLOP/s", "torch conv", "|diff|", "fork-join",
+             "target"]]
     for r in (r for r in results if "mode" in r):
         t = r.get("torch")
         rows.append([r["case"], str(r["batch"]), _span(r["cnnc"]), _span(t) if t else "-",
@@ -329,10 +336,12 @@ def report(info: dict, results: list[dict]) -> str:
                      f"{100 * r['cnnc']['gflops'] / peak:.0f}%" if peak else "-",
                      f"{t['gflops']:.1f}" if t else "-", r.get("torch_conv", "-"),
                      f"{r['check_diff']:.1e}" if r["check_diff"] is not None else "-",
+                     fmt_time(r["fork_join_s"]),
                      verdict(r["speedup"], r["target_speedup"]) if t else ""])
     if len(rows) > 1:
         out += ["", "speedup = torch time / cnnc time (medians); |diff| = |loss difference| "
-                "(train) or max |output difference| (infer) on identical weights", table(rows)]
+                "(train) or max |output difference| (infer) on identical weights; fork-join = "
+                "an empty parallel region around the case (ms: the cores were busy)", table(rows)]
     rows = [["case", "measure", "seconds", "target"]]
     for r in results:
         if "cold_s" in r:
