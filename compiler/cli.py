@@ -1,5 +1,6 @@
 """The `cnnc` command. Exit codes: 0 fine, 1 a spec error or a failed `expect`, 2 a usage or I/O
-error. `check`, `report` and `compile` run without numba (never loaded); `train`, `eval` and `predict` load it."""
+error. `check`, `report` and `compile` run without numba (never loaded); `train`, `eval` and
+`predict` load it."""
 
 from __future__ import annotations
 
