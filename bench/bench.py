@@ -60,8 +60,10 @@ COMPUTE = [
     ("resnet-train-b32", "resnet_cifar.cnn", "train", 32, None),
 ]
 # name, spec, batch of the first training step, target seconds for cold / warm start
-STARTUP = [("start-lenet", "lenet5.cnn", 64, 30.0, 1.0),
-           ("start-resnet", "resnet_cifar.cnn", 32, 30.0, 1.0)]
+STARTUP = [
+    ("start-lenet", "lenet5.cnn", 64, 30.0, 1.0),
+    ("start-resnet", "resnet_cifar.cnn", 32, 30.0, 1.0),
+]
 CLI = [("cli-check", "check", 0.5), ("cli-report", "report", None)]
 ALL = ["sgemm"] + [c[0] for c in COMPUTE] + [s[0] for s in STARTUP] + [c[0] for c in CLI]
 
@@ -71,8 +73,12 @@ def spec(name: str) -> str:
 
 
 def stats(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "samples": values}
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "samples": values,
+    }
 
 
 def interleaved(fns: dict, repeats: int, block_s: float) -> dict:
@@ -124,6 +130,7 @@ def torch_model(checked, net, logits: bool):
 def fastest_torch(step, args) -> bool:
     """Give PyTorch its faster convolution path for this case: oneDNN (the default) or its
     native im2col + MKL path, which wins on small inputs. Leaves the winner enabled."""
+
     def on(flag):
         torch.backends.mkldnn.enabled = flag
         step()
@@ -148,8 +155,10 @@ def compute_case(name, spec_name, mode, batch, target, args) -> dict:
             net.loss_and_grad(x, y)
             opt.step(net.P, net.G, LR)
     else:
+
         def cnnc_step():
             net.forward(x)
+
     fns["cnnc"] = cnnc_step
     if torch is not None:
         tx, ty = torch.from_numpy(x), torch.from_numpy(y)
@@ -171,6 +180,7 @@ def compute_case(name, spec_name, mode, batch, target, args) -> dict:
             def torch_step():
                 with torch.inference_mode():
                     model(tx)
+
         fns["torch"] = torch_step
         mkldnn = fastest_torch(torch_step, args)
     before = fork_join()
@@ -179,8 +189,16 @@ def compute_case(name, spec_name, mode, batch, target, args) -> dict:
     if torch is not None:
         torch.backends.mkldnn.enabled = True
     flops = (6 if mode == "train" else 2) * checked.macs * batch
-    result = {"case": name, "spec": spec_name, "mode": mode, "batch": batch, "flops": flops,
-              "target_speedup": target, "check_diff": check, "fork_join_s": fork_join_s}
+    result = {
+        "case": name,
+        "spec": spec_name,
+        "mode": mode,
+        "batch": batch,
+        "flops": flops,
+        "target_speedup": target,
+        "check_diff": check,
+        "fork_join_s": fork_join_s,
+    }
     if torch is not None:
         result["torch_conv"] = "onednn" if mkldnn else "native"
     for side, values in times.items():
@@ -239,23 +257,33 @@ def start_to_first_step(spec_name: str, batch: int, cache: str) -> float:
     if cache:
         env["NUMBA_CACHE_DIR"] = cache
     start = time.time()
-    done = subprocess.run([sys.executable, "-c", CHILD, spec(spec_name), str(batch)], env=env,
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, spec(spec_name), str(batch)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(done.stdout.split()[-1]) - start
 
 
 def startup_case(name, spec_name, batch, cold_target, warm_target, args) -> dict:
     """Process start to first training step done: with an empty numba cache, then with it
     (--quick: no cold compile; warm start with numba's own cache, filled by the cases above)."""
-    if args.quick:
-        return {"case": name, "spec": spec_name, "batch": batch, "cold_s": None,
-                "warm": stats([start_to_first_step(spec_name, batch, None)]),
-                "target_cold_s": cold_target, "target_warm_s": warm_target}
+    result = {
+        "case": name,
+        "spec": spec_name,
+        "batch": batch,
+        "cold_s": None,
+        "target_cold_s": cold_target,
+        "target_warm_s": warm_target,
+    }
     with tempfile.TemporaryDirectory(prefix="cnnc-bench-cache-") as cache:
-        cold = start_to_first_step(spec_name, batch, cache)
+        cache = None if args.quick else cache
+        if cache:
+            result["cold_s"] = start_to_first_step(spec_name, batch, cache)
         warm = [start_to_first_step(spec_name, batch, cache) for _ in range(args.starts)]
-    return {"case": name, "spec": spec_name, "batch": batch, "cold_s": cold, "warm": stats(warm),
-            "target_cold_s": cold_target, "target_warm_s": warm_target}
+    return result | {"warm": stats(warm)}
 
 
 def cli_case(name, command, target, args) -> dict:
@@ -267,26 +295,53 @@ def cli_case(name, command, target, args) -> dict:
         start = time.perf_counter()
         subprocess.run(argv, capture_output=True, check=True)
         times.append(time.perf_counter() - start)
-    return {"case": name, "command": " ".join(["cnnc", *argv[1:2], "specs/resnet50.cnn"]),
-            "wall": stats(times), "target_s": target}
+    return {
+        "case": name,
+        "command": " ".join(["cnnc", *argv[1:2], "specs/resnet50.cnn"]),
+        "wall": stats(times),
+        "target_s": target,
+    }
 
 
 def machine() -> dict:
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines()
-                  if line.startswith("Model name")), "unknown")
-    blas = sorted({f"{i['prefix']} {i['version']} {i.get('architecture', '')}".strip()
-                   for i in threadpool_info() if i["user_api"] == "blas"})
-    git = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-                         capture_output=True, text=True).stdout.strip() or None
-    return {"date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": model,
-            "git": git,
-            "cpus": os.cpu_count(), "load_avg_start": os.getloadavg(),
-            "numba": numba.__version__, "numba_threads": numba.get_num_threads(),
-            "torch": torch.__version__ if torch else None,
-            "torch_threads": torch.get_num_threads() if torch else None, "blas": blas,
-            "openblas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")},
-            "malloc": {k: os.environ[k] for k in MALLOC}}
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in lscpu.splitlines()
+            if line.startswith("Model name")
+        ),
+        "unknown",
+    )
+    blas = sorted(
+        {
+            f"{i['prefix']} {i['version']} {i.get('architecture', '')}".strip()
+            for i in threadpool_info()
+            if i["user_api"] == "blas"
+        }
+    )
+    git = (
+        subprocess.run(
+            ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        or None
+    )
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "cpu": model,
+        "git": git,
+        "cpus": os.cpu_count(),
+        "load_avg_start": os.getloadavg(),
+        "numba": numba.__version__,
+        "numba_threads": numba.get_num_threads(),
+        "torch": torch.__version__ if torch else None,
+        "torch_threads": torch.get_num_threads() if torch else None,
+        "blas": blas,
+        "openblas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")},
+        "malloc": {k: os.environ[k] for k in MALLOC},
+    }
 
 
 def fmt_time(seconds: float) -> str:
@@ -304,58 +359,120 @@ def verdict(value, target, higher_is_better=True) -> str:
 
 def table(rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-             for row in rows]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
 def report(info: dict, results: list[dict]) -> str:
-    out = [f"cnnc bench  {info['date']}  git {info['git']}  {info['cpu']}  ({info['cpus']} CPUs, "
-           f"numba threads {info['numba_threads']}, " + (f"torch {info['torch']} threads "
-           f"{info['torch_threads']})" if info["torch"] else "torch not installed)"),
-           f"BLAS: {'; '.join(info['blas'])}; "
-           f"{' '.join(f'{k}={v}' for k, v in info['openblas_env'].items()) or 'no OPENBLAS_*'}"
-           f"; load average at start {info['load_avg_start'][0]:.2f}", ""]
+    out = [
+        f"cnnc bench  {info['date']}  git {info['git']}  {info['cpu']}  ({info['cpus']} CPUs, "
+        f"numba threads {info['numba_threads']}, "
+        + (
+            f"torch {info['torch']} threads {info['torch_threads']})"
+            if info["torch"]
+            else "torch not installed)"
+        ),
+        f"BLAS: {'; '.join(info['blas'])}; "
+        f"{' '.join(f'{k}={v}' for k, v in info['openblas_env'].items()) or 'no OPENBLAS_*'}"
+        f"; load average at start {info['load_avg_start'][0]:.2f}",
+        "",
+    ]
     peak = next((r for r in results if r["case"] == "sgemm"), None)
     if peak:
-        out.append("sgemm 1024x1024 float32 (numpy): " + ", ".join(
-            f"{k} {v['peak_gflops']:.0f} GFLOP/s" for k, v in peak.items() if "thread" in k))
+        out.append(
+            "sgemm 1024x1024 float32 (numpy): "
+            + ", ".join(
+                f"{k} {v['peak_gflops']:.0f} GFLOP/s" for k, v in peak.items() if "thread" in k
+            )
+        )
         threads = info["numba_threads"]
-        out.append(f"an empty numba parallel region ({threads} thread{'s' * (threads > 1)}) takes "
-                   f"{fmt_time(peak['fork_join_s'])} (a few µs on an idle machine; milliseconds "
-                   "when other processes keep the cores busy)")
+        out.append(
+            f"an empty numba parallel region ({threads} thread{'s' * (threads > 1)}) takes "
+            f"{fmt_time(peak['fork_join_s'])} (a few µs on an idle machine; milliseconds "
+            "when other processes keep the cores busy)"
+        )
         peak = max(v["peak_gflops"] for k, v in peak.items() if "thread" in k)
-    rows = [["case", "batch", "cnnc median [min-max]", "torch median [min-max]", "speedup",
-             "cnnc GFLOP/s", "% sgemm", "torch GFLOP/s", "torch conv", "|diff|", "fork-join",
-             "target"]]
+    rows = [
+        [
+            "case",
+            "batch",
+            "cnnc median [min-max]",
+            "torch median [min-max]",
+            "speedup",
+            "cnnc GFLOP/s",
+            "% sgemm",
+            "torch GFLOP/s",
+            "torch conv",
+            "|diff|",
+            "fork-join",
+            "target",
+        ]
+    ]
     for r in (r for r in results if "mode" in r):
         t = r.get("torch")
-        rows.append([r["case"], str(r["batch"]), _span(r["cnnc"]), _span(t) if t else "-",
-                     f"{r['speedup']:.2f}x" if t else "-", f"{r['cnnc']['gflops']:.1f}",
-                     f"{100 * r['cnnc']['gflops'] / peak:.0f}%" if peak else "-",
-                     f"{t['gflops']:.1f}" if t else "-", r.get("torch_conv", "-"),
-                     f"{r['check_diff']:.1e}" if r["check_diff"] is not None else "-",
-                     fmt_time(r["fork_join_s"]),
-                     verdict(r["speedup"], r["target_speedup"]) if t else ""])
+        rows.append(
+            [
+                r["case"],
+                str(r["batch"]),
+                _span(r["cnnc"]),
+                _span(t) if t else "-",
+                f"{r['speedup']:.2f}x" if t else "-",
+                f"{r['cnnc']['gflops']:.1f}",
+                f"{100 * r['cnnc']['gflops'] / peak:.0f}%" if peak else "-",
+                f"{t['gflops']:.1f}" if t else "-",
+                r.get("torch_conv", "-"),
+                f"{r['check_diff']:.1e}" if r["check_diff"] is not None else "-",
+                fmt_time(r["fork_join_s"]),
+                verdict(r["speedup"], r["target_speedup"]) if t else "",
+            ]
+        )
     if len(rows) > 1:
-        out += ["", "speedup = torch time / cnnc time (medians); |diff| = |loss difference| "
-                "(train) or max |output difference| (infer) on identical weights; fork-join = "
-                "an empty parallel region around the case (ms: the cores were busy)", table(rows)]
+        out += [
+            "",
+            "speedup = torch time / cnnc time (medians); |diff| = |loss difference| "
+            "(train) or max |output difference| (infer) on identical weights; fork-join = "
+            "an empty parallel region around the case (ms: the cores were busy)",
+            table(rows),
+        ]
     rows = [["case", "measure", "seconds", "target"]]
     for r in results:
         if "cold_s" in r:
             if r["cold_s"] is not None:
-                rows.append([r["case"], "cold compile (empty cache)", f"{r['cold_s']:.2f}",
-                             verdict(r["cold_s"], r["target_cold_s"], False)])
-            rows.append([r["case"], "warm start (median)", f"{r['warm']['median']:.2f}",
-                         verdict(r["warm"]["median"], r["target_warm_s"], False)])
+                rows.append(
+                    [
+                        r["case"],
+                        "cold compile (empty cache)",
+                        f"{r['cold_s']:.2f}",
+                        verdict(r["cold_s"], r["target_cold_s"], False),
+                    ]
+                )
+            rows.append(
+                [
+                    r["case"],
+                    "warm start (median)",
+                    f"{r['warm']['median']:.2f}",
+                    verdict(r["warm"]["median"], r["target_warm_s"], False),
+                ]
+            )
         elif "command" in r:
-            rows.append([r["case"], r["command"], f"{r['wall']['median']:.3f}",
-                         verdict(r["wall"]["median"], r["target_s"], False)])
+            rows.append(
+                [
+                    r["case"],
+                    r["command"],
+                    f"{r['wall']['median']:.3f}",
+                    verdict(r["wall"]["median"], r["target_s"], False),
+                ]
+            )
     if len(rows) > 1:
-        out += ["", "start-up: process start to first training step done; CLI: wall time",
-                table(rows)]
+        out += [
+            "",
+            "start-up: process start to first training step done; CLI: wall time",
+            table(rows),
+        ]
     out += ["", f"load average at end {os.getloadavg()[0]:.2f}"]
     return "\n".join(out)
 
@@ -367,12 +484,18 @@ def _span(s: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--cases", help="comma-separated names or globs, e.g. 'lenet-*,sgemm'; "
-                        f"cases: {', '.join(ALL)}")
+    parser.add_argument(
+        "--cases",
+        help=f"comma-separated names or globs, e.g. 'lenet-*,sgemm'; cases: {', '.join(ALL)}",
+    )
     parser.add_argument("--repeats", type=int, help="timed blocks per side (default 7, quick 3)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="threads for numba and torch (default: all CPUs)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count(),
+        help="threads for numba and torch (default: all CPUs)",
+    )
     args = parser.parse_args()
     args.repeats = args.repeats or (3 if args.quick else 7)
     args.block = 0.05 if args.quick else 0.3  # seconds per timed block

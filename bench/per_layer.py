@@ -65,9 +65,16 @@ def cnnc_profile(checked, batch, x, y, repeats):
     whole = median_time(lambda: net.loss_and_grad(x, y), repeats)
     update = median_time(lambda: opt.step(net.P, net.G, bench.LR), repeats)
     macs = {layer.node.name: layer.macs for layer in checked.layers}
-    rows = [(step.name, step.kind, statistics.median(fwd[s]),
-             statistics.median(bwd[s]) if bwd[s] else 0.0, macs.get(step.name, 0) * batch)
-            for s, step in enumerate(plan.steps)]
+    rows = [
+        (
+            step.name,
+            step.kind,
+            statistics.median(fwd[s]),
+            statistics.median(bwd[s]) if bwd[s] else 0.0,
+            macs.get(step.name, 0) * batch,
+        )
+        for s, step in enumerate(plan.steps)
+    ]
     return rows, whole, update
 
 
@@ -123,9 +130,16 @@ def main() -> int:
     fmt = bench.fmt_time
     table = [["step", "kind", "forward", "backward", "fwd GFLOP/s", "bwd GFLOP/s"]]
     for name, kind, f, b, macs in rows:
-        table.append([name, kind, fmt(f), fmt(b) if b else "-",
-                      f"{2 * macs / f / 1e9:.1f}" if macs else "",
-                      f"{4 * macs / b / 1e9:.1f}" if macs and b else ""])
+        table.append(
+            [
+                name,
+                kind,
+                fmt(f),
+                fmt(b) if b else "-",
+                f"{2 * macs / f / 1e9:.1f}" if macs else "",
+                f"{4 * macs / b / 1e9:.1f}" if macs and b else "",
+            ]
+        )
     total_f, total_b = sum(r[2] for r in rows), sum(r[3] for r in rows)
     table.append(["sum", "", fmt(total_f), fmt(total_b), "", ""])
     print(f"cnnc {checked.graph.name} batch {args.batch}, {numba.get_num_threads()} threads")
@@ -134,9 +148,11 @@ def main() -> int:
     if bench.torch is not None:
         bench.torch.set_num_threads(args.threads or numba.get_num_threads())
         phases = torch_profile(checked, args.batch, x, y, args.repeats, args.ops)
-        print(f"\ntorch ({bench.torch.get_num_threads()} threads): " + ", ".join(
-            f"{name} {fmt(t)}" for name, t in phases.items())
-            + f"; total {fmt(sum(phases.values()))}")
+        print(
+            f"\ntorch ({bench.torch.get_num_threads()} threads): "
+            + ", ".join(f"{name} {fmt(t)}" for name, t in phases.items())
+            + f"; total {fmt(sum(phases.values()))}"
+        )
     return 0
 
 
