@@ -32,20 +32,3 @@ assert set(KERNELS) == set(KIND_ORDER)
 
 FORWARD = tuple(KERNELS[k][0] for k in KIND_ORDER)
 BACKWARD = tuple(KERNELS[k][1] for k in KIND_ORDER)
-
-
-def workspace_size(kind, attrs, in_shape, out_shape):
-    """Per-thread workspace (floats) of one step: the formula the compiler implements.
-
-    CONV: K = (C_in / groups) kh kw, P = Ho Wo; DECONV: K = (O / groups) kh kw, P = H_in W_in;
-    both 2 K P + weight size + O (column buffer, its gradient, private dW and db). Others 0.
-    """
-    if kind not in ("CONV", "DECONV"):
-        return 0
-    kh, kw, groups = attrs[0], attrs[1], attrs[8]
-    (c, h, w), (o, ho, wo) = in_shape, out_shape
-    if kind == "CONV":
-        k, p, weight = (c // groups) * kh * kw, ho * wo, o * (c // groups) * kh * kw
-    else:
-        k, p, weight = (o // groups) * kh * kw, h * w, c * (o // groups) * kh * kw
-    return 2 * k * p + weight + o

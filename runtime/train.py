@@ -80,7 +80,7 @@ class Progress:
     sums: tuple[float, int, int] = (0.0, 0, 0)  # loss sum, correct, seen in the epoch so far
 
 
-def _meta(spec_source, config, progress, norm, classes, network):
+def _meta(spec_source, config, progress, norm, classes, network, optimizer_steps):
     return {
         "spec_hash": checkpoint.spec_hash(spec_source),
         "network": network.plan.network,
@@ -88,7 +88,7 @@ def _meta(spec_source, config, progress, norm, classes, network):
         "progress": asdict(progress),
         "normalization": norm,
         "classes": list(classes),
-        "optimizer_steps": None,
+        "optimizer_steps": optimizer_steps,
     }
 
 
@@ -96,8 +96,7 @@ def save_checkpoint(path, network, optimizer, spec_source, config, progress, nor
     tensors = {f"param/{k}": v for k, v in network.parameters().items()}
     tensors.update({f"buffer/{k}": v for k, v in network.buffers().items()})
     tensors.update({f"optim/{k}": v for k, v in optimizer.state.items()})
-    meta = _meta(spec_source, config, progress, norm, classes, network)
-    meta["optimizer_steps"] = optimizer.steps
+    meta = _meta(spec_source, config, progress, norm, classes, network, optimizer.steps)
     checkpoint.save(path, tensors, meta)
 
 

@@ -12,7 +12,15 @@ import numba
 import numpy as np
 
 from cnnc.compiler import abi
-from cnnc.runtime.table import KERNELS, KIND_ORDER, workspace_size
+from cnnc.compiler.layers import REGISTRY
+from cnnc.runtime.table import KERNELS, KIND_ORDER
+
+
+def workspace_size(kind, ints, in_shape, out_shape):
+    """The compiler's per-thread workspace rule for a step given by its ABI integers."""
+    attrs = {"kernel": (ints[0], ints[1]), "_groups": ints[8]} if kind in ("CONV", "DECONV") else {}
+    return REGISTRY[kind].workspace(attrs, [tuple(in_shape)], tuple(out_shape))
+
 
 GUARD = 3  # per-sample floats left between tensors, to catch writes out of bounds
 
