@@ -20,13 +20,14 @@ MAX_TENSOR = 1 << 31  # values per sample in one tensor
 @dataclass(frozen=True)
 class Layer:
     node: Node
-    attrs: dict  # the node's attributes plus what its rule derived (keys starting with _)
+    attrs: dict  # the node's attributes, with what its shape rule resolved in their place
     shape: Shape
     params: dict[str, Shape]
     buffers: dict[str, Shape]
     macs: int
     rf: tuple[int, int]  # receptive field in input pixels (rows, columns)
     jump: tuple[Fraction, Fraction]  # effective stride in input pixels
+    rounded: str = ""  # the arithmetic, when its window does not divide its input evenly
 
     @property
     def param_count(self) -> int:
@@ -86,7 +87,7 @@ def _roundings(graph: Graph, layers: list[Layer | None], node: Node, most: int =
     notes = []
     for index in sorted(seen, reverse=True):
         layer = layers[index]
-        rounded = layer.attrs.get("_rounded") if layer is not None else None
+        rounded = layer.rounded if layer is not None else None
         if rounded and len(notes) < most:
             label = describe(layer.node.kind, layer.node.attrs)
             notes.append(f"line {layer.node.loc.line}: {label} does not divide evenly: {rounded}")
@@ -115,8 +116,8 @@ def _input_that_works(graph: Graph) -> Shape | None:
 def _layer(node: Node, ins: list[Layer]) -> Layer:
     kind = REGISTRY[node.kind]
     in_shapes = [layer.shape for layer in ins]
-    attrs = dict(node.attrs)
-    shape = kind.shape(attrs, in_shapes)
+    inferred = kind.shape(node.attrs, in_shapes)
+    shape, attrs = inferred.shape, {**node.attrs, **inferred.resolved}
     if min(shape) < 1:
         raise ShapeError(f"{node.kind} would output an empty tensor {fmt(shape)}")
     if numel(shape) > MAX_TENSOR:
@@ -153,6 +154,7 @@ def _layer(node: Node, ins: list[Layer]) -> Layer:
         kind.macs(attrs, in_shapes, shape),
         rf,
         jump,
+        inferred.rounded,
     )
 
 

@@ -158,7 +158,7 @@ class _Expander:
 
     # -- layer arguments --
 
-    def interpret(self, layer: Layer, kind: LayerKind, scope: _Scope) -> dict | None:
+    def interpret(self, layer: Layer | Merge, kind: LayerKind, scope: _Scope) -> dict | None:
         options = {option.name: option for option in kind.options}
         attrs: dict = {}
         given: dict[str, Loc] = {}
@@ -492,10 +492,11 @@ class _Expander:
                 fix=f"merge two or more: `{kind.name}(a, b)`; to pass one on, write `a -> ...`",
             )
             return None
+        attrs = self.interpret(merge, kind, scope)
         inputs = [self.lookup(ref, scope) for ref in merge.inputs]
-        if None in inputs:
+        if None in inputs or attrs is None:
             return None
-        return self.add(kind.name, {}, tuple(inputs), merge.loc, scope)
+        return self.add(kind.name, attrs, tuple(inputs), merge.loc, scope)
 
     def chains(self, chains: tuple[Chain, ...], start: int | None, scope: _Scope) -> int | None:
         current = start

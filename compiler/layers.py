@@ -1,8 +1,12 @@
 """The layer registry: each kind's syntax, shape rule, parameters, cost and kernel ABI in one entry.
 
-Shapes are tuples: (C, H, W) for feature maps, (F,) for flat vectors. Rules are small pure
-functions of (attrs, input shapes); they raise ShapeError with the arithmetic that failed and the
-smallest fix. Adding a layer = one entry here + its kernels in runtime/table.py + a test row.
+Shapes are tuples: (C, H, W) for feature maps, (F,) for flat vectors. Shape rules are small pure
+functions of (attrs, input shapes) returning an `Inferred`: the output shape and the attributes
+they resolved (groups, padding, filters); they raise ShapeError with the arithmetic that failed
+and the smallest fix. The other rules (params, buffers, MACs, workspace) read those resolved
+attributes. `ints` and `floats` name what the kind's kernels read from a plan row; abi.py
+generates the row offsets from them. Adding a layer = one entry here + its kernel pair in
+runtime/table.py + a row in the kernel test table.
 """
 
 from __future__ import annotations
@@ -38,23 +42,69 @@ class Option:
 
 
 @dataclass(frozen=True)
+class Inferred:
+    """What a shape rule works out: the output shape and the attributes it resolved."""
+
+    shape: Shape
+    resolved: dict = field(default_factory=dict)  # e.g. groups for `dw`, the numbers of `same`
+    rounded: str = ""  # the arithmetic, when a window does not divide its input evenly
+
+
+@dataclass(frozen=True)
+class Field:
+    """One integer a kernel reads from its plan row, by name, and how the attributes give it."""
+
+    name: str
+    value: Callable[[dict], int]
+
+
+def pair(attr: str) -> tuple[Field, Field]:
+    """`kernel` -> kernel_h, kernel_w."""
+    return Field(f"{attr}_h", lambda a: int(a[attr][0])), Field(
+        f"{attr}_w", lambda a: int(a[attr][1])
+    )
+
+
+def whole(attr: str, codes: dict | None = None) -> tuple[Field]:
+    """One integer: the attribute itself, a bool as 0/1, or a word's code in `codes`."""
+    if codes is not None:
+        return (Field(attr, lambda a: codes[a[attr]]),)
+    return (Field(attr, lambda a: int(a[attr])),)
+
+
+def same_shape(attrs: dict, ins: list[Shape]) -> Inferred:
+    return Inferred(ins[0])
+
+
+@dataclass(frozen=True)
 class LayerKind:
     name: str
     summary: str
     options: tuple[Option, ...] = ()
-    shape: Callable[[dict, list[Shape]], Shape] = lambda attrs, ins: ins[0]
+    shape: Callable[[dict, list[Shape]], Inferred] = same_shape
     params: Callable[[dict, list[Shape], Shape], dict[str, Shape]] = lambda a, i, o: {}
     buffers: Callable[[dict, list[Shape], Shape], dict[str, Shape]] = lambda a, i, o: {}
     macs: Callable[[dict, list[Shape], Shape], int] = lambda a, i, o: 0
     window: Callable[[dict, list[Shape]], tuple] | None = None  # receptive-field step
     saves: frozenset[str] = frozenset()  # what backward reads: "input" and/or "output"
-    arity: tuple[int, int | None] = (1, 1)
-    int_attrs: Callable[[dict, list[Shape], Shape], tuple[int, ...]] = lambda a, i, o: ()
-    float_attrs: Callable[[dict], tuple[float, ...]] = lambda a: ()
+    arity: tuple[int, int | None] = (1, 1)  # fewest and most inputs (None: any number)
+    ints: tuple[Field, ...] = ()  # the integers its kernels read, in row order
+    floats: tuple[str, ...] = ()  # the float attributes its kernels read, in row order
     state_size: Callable[[dict, list[Shape], Shape], int] = lambda a, i, o: 0
     workspace: Callable[[dict, list[Shape], Shape], int] = lambda a, i, o: 0
     aux: bool = False  # keeps a per-sample buffer of the input's size from forward to backward
     spatial: bool = False  # needs a CxHxW input
+
+    @property
+    def merge(self) -> bool:
+        """Takes named branches, `KIND(a, b)`, instead of the tensor before it in a chain."""
+        return self.arity[1] != 1
+
+    def int_values(self, attrs: dict) -> tuple[int, ...]:
+        return tuple(f.value(attrs) for f in self.ints)
+
+    def float_values(self, attrs: dict) -> tuple[float, ...]:
+        return tuple(float(attrs[name]) for name in self.floats)
 
 
 def fmt(shape: Shape) -> str:
@@ -149,20 +199,19 @@ def conv_shape(attrs: dict, ins: list[Shape]) -> Shape:
     name = describe("CONV", attrs)
     ho, rows = _window_out(name, h, kh, sh, ph, dh, "rows")
     wo, columns = _window_out(name, w, kw, sw, pw, dw, "columns")
-    attrs["_groups"], attrs["_pad"], attrs["_filters"] = groups, (ph, pw), filters
-    attrs["_rounded"] = _rounded(rows, columns)
-    return (filters, ho, wo)
+    resolved = {"groups": groups, "pad": (ph, pw), "filters": filters}
+    return Inferred((filters, ho, wo), resolved, _rounded(rows, columns))
 
 
 def conv_params(attrs, ins, out):
     kh, kw = attrs["kernel"]
-    weight = (out[0], ins[0][0] // attrs["_groups"], kh, kw)
+    weight = (out[0], ins[0][0] // attrs["groups"], kh, kw)
     return {"weight": weight, "bias": (out[0],)} if attrs["bias"] else {"weight": weight}
 
 
 def conv_macs(attrs, ins, out):
     kh, kw = attrs["kernel"]
-    return numel(out) * (ins[0][0] // attrs["_groups"]) * kh * kw
+    return numel(out) * (ins[0][0] // attrs["groups"]) * kh * kw
 
 
 def conv_window(attrs, ins):
@@ -170,20 +219,13 @@ def conv_window(attrs, ins):
     return (dh * (kh - 1) + 1, dw * (kw - 1) + 1, *attrs["stride"], 1)
 
 
-def conv_ints(attrs, ins, out):
-    return (
-        *attrs["kernel"],
-        *attrs["stride"],
-        *attrs["_pad"],
-        *attrs["dilation"],
-        attrs["_groups"],
-        int(attrs["bias"]),
-    )
+CONV_INTS = (*pair("kernel"), *pair("stride"), *pair("pad"), *pair("dilation"))
+CONV_INTS += (*whole("groups"), *whole("bias"))
 
 
 def conv_workspace(attrs, ins, out):
     kh, kw = attrs["kernel"]
-    k = ins[0][0] // attrs["_groups"] * kh * kw
+    k = ins[0][0] // attrs["groups"] * kh * kw
     weights = out[0] * k
     return 2 * k * out[1] * out[2] + weights + out[0]
 
@@ -219,19 +261,18 @@ def deconv_shape(attrs: dict, ins: list[Shape]) -> Shape:
             fix="reduce the padding",
             sizes=True,
         )
-    attrs["_groups"], attrs["_pad"] = groups, (ph, pw)
-    return (filters, ho, wo)
+    return Inferred((filters, ho, wo), {"groups": groups, "pad": (ph, pw)})
 
 
 def deconv_params(attrs, ins, out):
     kh, kw = attrs["kernel"]
-    weight = (ins[0][0], out[0] // attrs["_groups"], kh, kw)
+    weight = (ins[0][0], out[0] // attrs["groups"], kh, kw)
     return {"weight": weight, "bias": (out[0],)} if attrs["bias"] else {"weight": weight}
 
 
 def deconv_macs(attrs, ins, out):
     kh, kw = attrs["kernel"]
-    return numel(ins[0]) * (out[0] // attrs["_groups"]) * kh * kw
+    return numel(ins[0]) * (out[0] // attrs["groups"]) * kh * kw
 
 
 def deconv_window(attrs, ins):
@@ -239,13 +280,9 @@ def deconv_window(attrs, ins):
     return (-(-(dh * (kh - 1) + 1) // sh), -(-(dw * (kw - 1) + 1) // sw), sh, sw, -1)
 
 
-def deconv_ints(attrs, ins, out):
-    return conv_ints(attrs, ins, out) + tuple(attrs["outpad"])
-
-
 def deconv_workspace(attrs, ins, out):
     kh, kw = attrs["kernel"]
-    k = out[0] // attrs["_groups"] * kh * kw
+    k = out[0] // attrs["groups"] * kh * kw
     return 2 * k * ins[0][1] * ins[0][2] + ins[0][0] * k + out[0]
 
 
@@ -267,8 +304,7 @@ POOL_MODES = {"max": 0, "avg": 1, "sum": 2}
 def pool_shape(attrs: dict, ins: list[Shape]) -> Shape:
     c, h, w = _spatial("POOL", ins[0])
     if attrs["global"]:
-        attrs["_kernel"], attrs["_stride"], attrs["_pad"] = (h, w), (1, 1), (0, 0)
-        return (c, 1, 1)
+        return Inferred((c, 1, 1), {"kernel": (h, w), "stride": (1, 1), "pad": (0, 0)})
     if attrs["kernel"] is None:
         raise ShapeError("POOL needs a window size such as 2x2, or `global`", fix="POOL max 2x2 s2")
     kernel = attrs["kernel"]
@@ -284,9 +320,8 @@ def pool_shape(attrs: dict, ins: list[Shape]) -> Shape:
     name = describe("POOL", attrs)
     ho, rows = _window_out(name, h, kernel[0], stride[0], pad[0], 1, "rows", attrs["ceil"])
     wo, columns = _window_out(name, w, kernel[1], stride[1], pad[1], 1, "columns", attrs["ceil"])
-    attrs["_kernel"], attrs["_stride"], attrs["_pad"] = kernel, stride, pad
-    attrs["_rounded"] = _rounded(rows, columns)
-    return (c, ho, wo)
+    resolved = {"kernel": kernel, "stride": stride, "pad": pad}
+    return Inferred((c, ho, wo), resolved, _rounded(rows, columns))
 
 
 POOL_OPTIONS = (
@@ -322,7 +357,7 @@ def add_shape(attrs, ins):
             fix="project the shortcut to the same shape (e.g. `CONV c@1x1 s2` on it)",
             sizes=any(other[1:] != first[1:] for other in ins),
         )
-    return first
+    return Inferred(first)
 
 
 def concat_shape(attrs, ins):
@@ -333,13 +368,13 @@ def concat_shape(attrs, ins):
             fix="pool, pad or upsample the branches to the same height and width",
             sizes=True,
         )
-    return (sum(s[0] for s in ins), *ins[0][1:])
+    return Inferred((sum(s[0] for s in ins), *ins[0][1:]))
 
 
 def upsample_shape(attrs, ins):
     c, h, w = _spatial("UPSAMPLE", ins[0])
     sh, sw = attrs["scale"]
-    return (c, h * sh, w * sw)
+    return Inferred((c, h * sh, w * sw))
 
 
 def bn_shape(attrs, ins):
@@ -350,7 +385,7 @@ def bn_shape(attrs, ins):
             f"BN momentum must be in [0, 1], but is {attrs['momentum']:g}",
             fix="e.g. `momentum=0.1`",
         )
-    return ins[0]
+    return Inferred(ins[0])
 
 
 def bn_params(attrs, ins, out):
@@ -361,16 +396,8 @@ def bn_buffers(attrs, ins, out):
     return {"running_mean": (ins[0][0],), "running_var": (ins[0][0],)}
 
 
-def softmax_window(attrs, ins):
-    return None
-
-
-def _unit_window(attrs, ins):
-    return None
-
-
 def _pool_window(attrs, ins):
-    return (*attrs["_kernel"], *attrs["_stride"], 1)
+    return (*attrs["kernel"], *attrs["stride"], 1)
 
 
 def _rate(value: float, name: str) -> None:
@@ -380,15 +407,14 @@ def _rate(value: float, name: str) -> None:
 
 def dropout_shape(attrs, ins):
     _rate(attrs["rate"], "DROPOUT")
-    return ins[0]
+    return Inferred(ins[0])
 
 
 def lrn_shape(attrs, ins):
     _spatial("LRN", ins[0])
-    return ins[0]
+    return Inferred(ins[0])
 
 
-ONE_INPUT = (1, 1)
 MANY_INPUTS = (2, None)
 
 KINDS: tuple[LayerKind, ...] = (
@@ -401,7 +427,7 @@ KINDS: tuple[LayerKind, ...] = (
         macs=conv_macs,
         window=conv_window,
         saves=frozenset({"input"}),
-        int_attrs=conv_ints,
+        ints=CONV_INTS,
         workspace=conv_workspace,
         spatial=True,
     ),
@@ -414,7 +440,7 @@ KINDS: tuple[LayerKind, ...] = (
         macs=deconv_macs,
         window=deconv_window,
         saves=frozenset({"input"}),
-        int_attrs=deconv_ints,
+        ints=CONV_INTS + pair("outpad"),
         workspace=deconv_workspace,
         spatial=True,
     ),
@@ -425,41 +451,36 @@ KINDS: tuple[LayerKind, ...] = (
         pool_shape,
         window=_pool_window,
         saves=frozenset({"input", "output"}),
-        int_attrs=lambda a, i, o: (
-            *a["_kernel"],
-            *a["_stride"],
-            *a["_pad"],
-            POOL_MODES[a["mode"]],
-            int(a["count_pad"]),
-        ),
+        ints=(*pair("kernel"), *pair("stride"), *pair("pad"), *whole("mode", POOL_MODES))
+        + whole("count_pad"),
         spatial=True,
     ),
     LayerKind(
         "FC",
         "fully connected (flattens its input)",
         (Option("units", "count", positional=True), CONV_OPTIONS[6]),
-        lambda a, i: (a["units"],),
+        lambda a, i: Inferred((a["units"],)),
         fc_params,
         macs=lambda a, i, o: numel(i[0]) * a["units"],
         window=flat_window,
         saves=frozenset({"input"}),
-        int_attrs=lambda a, i, o: (int(a["bias"]),),
+        ints=whole("bias"),
     ),
-    LayerKind("FLATTEN", "flatten to a vector", (), lambda a, i: (numel(i[0]),)),
+    LayerKind("FLATTEN", "flatten to a vector", (), lambda a, i: Inferred((numel(i[0]),))),
     LayerKind("RELU", "max(x, 0)", saves=frozenset({"output"})),
     LayerKind(
         "LEAKYRELU",
         "x if x > 0 else slope * x",
         (Option("slope", "float", 0.01, positional=True),),
         saves=frozenset({"output"}),
-        float_attrs=lambda a: (a["slope"],),
+        floats=("slope",),
     ),
     LayerKind(
         "ELU",
         "x if x > 0 else alpha * (exp(x) - 1)",
         (Option("alpha", "float", 1.0, positional=True),),
         saves=frozenset({"output"}),
-        float_attrs=lambda a: (a["alpha"],),
+        floats=("alpha",),
     ),
     LayerKind("TANH", "hyperbolic tangent", saves=frozenset({"output"})),
     LayerKind("SIGMOID", "logistic sigmoid", saves=frozenset({"output"})),
@@ -472,7 +493,7 @@ KINDS: tuple[LayerKind, ...] = (
         params=bn_params,
         buffers=bn_buffers,
         saves=frozenset({"input"}),
-        float_attrs=lambda a: (a["eps"], a["momentum"]),
+        floats=("eps", "momentum"),
         state_size=lambda a, i, o: 4 * i[0][0],
     ),
     LayerKind(
@@ -480,7 +501,7 @@ KINDS: tuple[LayerKind, ...] = (
         "inverted dropout",
         (Option("rate", "float", 0.5, positional=True),),
         dropout_shape,
-        float_attrs=lambda a: (a["rate"],),
+        floats=("rate",),
         aux=True,
     ),
     LayerKind(
@@ -494,8 +515,8 @@ KINDS: tuple[LayerKind, ...] = (
         ),
         lrn_shape,
         saves=frozenset({"input", "output"}),
-        int_attrs=lambda a, i, o: (a["size"],),
-        float_attrs=lambda a: (a["alpha"], a["beta"], a["k"]),
+        ints=whole("size"),
+        floats=("alpha", "beta", "k"),
         spatial=True,
     ),
     LayerKind(
@@ -507,7 +528,7 @@ KINDS: tuple[LayerKind, ...] = (
         ),
         upsample_shape,
         window=lambda a, i: (1, 1, *a["scale"], -1),
-        int_attrs=lambda a, i, o: tuple(a["scale"]),
+        ints=pair("scale"),
         spatial=True,
     ),
     LayerKind("ADD", "elementwise sum of branches", (), add_shape, arity=MANY_INPUTS),

@@ -261,9 +261,9 @@ def lower(checked: Checked, training: bool = True) -> Plan:
             ):
                 zero |= 1 << j
         row[abi.ZERO] = zero
-        ints = kind.int_attrs(layer.attrs, in_shapes, layer.shape)
+        ints = kind.int_values(layer.attrs)
         row[abi.ATTR : abi.ATTR + len(ints)] = ints
-        floats = tuple(kind.float_attrs(layer.attrs)) + (0.0,) * abi.N_FLOAT
+        floats = kind.float_values(layer.attrs) + (0.0,) * abi.N_FLOAT
         steps.append(
             Step(
                 node.name,

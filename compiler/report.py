@@ -8,7 +8,7 @@ from functools import cache
 from importlib.resources import files
 
 from .check import Checked
-from .layers import describe, fmt
+from .layers import REGISTRY, describe, fmt
 from .lower import lower
 
 SCHEMA_VERSION = 1
@@ -78,7 +78,11 @@ def build(checked: Checked, batch: int = 1, threads: int | None = None) -> dict:
 
 @cache
 def schema() -> dict:
-    return json.loads(files(__package__).joinpath("schemas/report.schema.json").read_text())
+    """The shipped schema, with the layer kinds of this version's registry as the enum of `kind`."""
+    loaded = json.loads(files(__package__).joinpath("schemas/report.schema.json").read_text())
+    kind = loaded["properties"]["layers"]["items"]["properties"]["kind"]
+    kind["enum"] = ["INPUT", *REGISTRY]
+    return loaded
 
 
 def validate(report: dict) -> None:
@@ -106,6 +110,12 @@ def _shape(shape: list[int]) -> str:
     return fmt(tuple(shape))
 
 
+def _merge_call(row: dict) -> str:
+    """`CONCAT(a, b)` and the merge's own arguments, as the spec writes a merge."""
+    arguments = row["layer"][len(row["kind"]) :]
+    return f"{row['kind']}({', '.join(row['inputs'])}){arguments}"
+
+
 def _table(report: dict) -> tuple[list[str], list[list[str]]]:
     header = ["#", "name", "layer", "output", "params", "MACs", "RF"]
     rows = []
@@ -115,9 +125,9 @@ def _table(report: dict) -> tuple[list[str], list[list[str]]]:
             [
                 str(row["index"]),
                 row["name"],
-                row["layer"]
-                if row["kind"] != "ADD" and row["kind"] != "CONCAT"
-                else f"{row['kind']}({', '.join(row['inputs'])})",
+                _merge_call(row)
+                if row["kind"] != "INPUT" and REGISTRY[row["kind"]].merge
+                else row["layer"],
                 _shape(row["output_shape"]),
                 f"{row['params']:,}" if row["params"] else "",
                 human(row["macs"]) if row["macs"] else "",

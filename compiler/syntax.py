@@ -108,6 +108,7 @@ class Merge:
     kind: str
     inputs: tuple[Ref, ...]
     loc: Loc
+    args: tuple = ()  # the merge kind's own arguments, after the parenthesis
 
 
 Link = Layer | Call | Ref | Merge
@@ -240,9 +241,13 @@ class _ToAst(Transformer):
             str(kind), tuple(args), int(repeat[1:]) if repeat else 1, span(Loc.of(kind), end)
         )
 
+    def branches(self, items):
+        return tuple(items)
+
     def merge(self, items):
-        kind, *inputs = items
-        return Merge(str(kind), tuple(inputs), span(Loc.of(kind), inputs[-1].loc))
+        kind, inputs, *args = items
+        end = args[-1].loc if args else inputs[-1].loc
+        return Merge(str(kind), inputs, span(Loc.of(kind), end), tuple(args))
 
     @v_args(meta=True)
     def call_arg(self, meta, items):

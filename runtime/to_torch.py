@@ -21,9 +21,9 @@ def _module(layer, in_shapes):
             layer.shape[0],
             attrs["kernel"],
             attrs["stride"],
-            attrs["_pad"],
+            attrs["pad"],
             attrs["dilation"],
-            attrs["_groups"],
+            attrs["groups"],
             attrs["bias"],
         )
     if kind == "DECONV":
@@ -32,14 +32,14 @@ def _module(layer, in_shapes):
             layer.shape[0],
             attrs["kernel"],
             attrs["stride"],
-            attrs["_pad"],
+            attrs["pad"],
             attrs["outpad"],
-            attrs["_groups"],
+            attrs["groups"],
             attrs["bias"],
             attrs["dilation"],
         )
     if kind == "POOL":
-        kernel, stride, pad = attrs["_kernel"], attrs["_stride"], attrs["_pad"]
+        kernel, stride, pad = attrs["kernel"], attrs["stride"], attrs["pad"]
         ceil = attrs["ceil"] and not attrs["global"]
         if attrs["mode"] == "max":
             return nn.MaxPool2d(kernel, stride, pad, ceil_mode=ceil)

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cnnc.compiler import report
 from cnnc.compiler.check import Checked, check
 from cnnc.compiler.errors import SpecError
 from cnnc.compiler.expand import expand
@@ -38,15 +39,54 @@ def shape_error(text: str, shape: str = "3x16x16"):
 
 
 def test_registry_is_consistent():
-    schema = json.loads(files("cnnc.compiler").joinpath("schemas/report.schema.json").read_text())
-    kinds = schema["properties"]["layers"]["items"]["properties"]["kind"]["enum"]
+    kinds = report.schema()["properties"]["layers"]["items"]["properties"]["kind"]["enum"]
     assert kinds == ["INPUT", *REGISTRY]
+    shipped = json.loads(files("cnnc.compiler").joinpath("schemas/report.schema.json").read_text())
+    assert "enum" not in shipped["properties"]["layers"]["items"]["properties"]["kind"]
     assert [KIND_INDEX[k.name] for k in KINDS] == list(range(len(KINDS)))
     for kind in KINDS:
         shorts = [o.short for o in kind.options if o.short]
         words = [w for o in kind.options for w in o.words]
         assert len(shorts) == len(set(shorts)) and len(words) == len(set(words)), kind.name
         assert sum(o.positional for o in kind.options) <= 1, kind.name
+
+
+EVERY_KIND = {
+    "CONV": "CONV 6@3x3 same dw",
+    "DECONV": "DECONV 4@2x2 s2 op1",
+    "POOL": "POOL avg 3x3 s2 p1 ceil",
+    "FC": "FC 10 nobias",
+    "FLATTEN": "FLATTEN",
+    "RELU": "RELU",
+    "LEAKYRELU": "LEAKYRELU 0.2",
+    "ELU": "ELU",
+    "TANH": "TANH",
+    "SIGMOID": "SIGMOID",
+    "SOFTMAX": "SOFTMAX",
+    "BN": "BN eps=1e-3",
+    "DROPOUT": "DROPOUT 0.3",
+    "LRN": "LRN 3",
+    "UPSAMPLE": "UPSAMPLE 2",
+    "ADD": "a\na -> CONV 6@1x1 -> b\nADD(a, b)",
+    "CONCAT": "a\na -> CONV 6@1x1 -> b\nCONCAT(a, b)",
+}
+
+
+def test_every_kind_has_a_case_here():
+    assert set(EVERY_KIND) == set(REGISTRY)
+
+
+@pytest.mark.parametrize("kind", list(EVERY_KIND))
+def test_shape_rules_are_pure_and_resolve_every_kernel_attribute(kind):
+    graph = expand(parse(f"input 6x8x8\nRELU -> {EVERY_KIND[kind]}", "t.cnn"))
+    before = [dict(node.attrs) for node in graph.nodes]
+    result = check(graph, verify_expects=False)
+    assert [dict(node.attrs) for node in graph.nodes] == before  # rules write nothing back
+    last = result.layers[-1]
+    assert last.node.kind == kind
+    ints = REGISTRY[kind].int_values(last.attrs)
+    assert len(ints) == len(REGISTRY[kind].ints) and all(isinstance(v, int) for v in ints)
+    assert len(REGISTRY[kind].float_values(last.attrs)) == len(REGISTRY[kind].floats)
 
 
 @pytest.mark.parametrize(
@@ -121,12 +161,10 @@ def test_merges():
 
 
 def test_a_window_that_does_not_divide_evenly_records_its_arithmetic():
-    assert layer("POOL max 2x2 s2", "3x5x5").attrs["_rounded"] == "(5 + 2*0 - 2) / 2 + 1 = 2.5 -> 2"
-    assert layer("POOL max 2x2 s2 ceil", "3x5x5").attrs["_rounded"].endswith("= 2.5 -> 3")
-    assert layer("CONV 2@3x3 s2", "3x8x9").attrs["_rounded"] == (
-        "rows: (8 + 2*0 - 3) / 2 + 1 = 3.5 -> 3"
-    )
-    assert layer("CONV 2@3x3 s2", "3x9x9").attrs["_rounded"] == ""
+    assert layer("POOL max 2x2 s2", "3x5x5").rounded == "(5 + 2*0 - 2) / 2 + 1 = 2.5 -> 2"
+    assert layer("POOL max 2x2 s2 ceil", "3x5x5").rounded.endswith("= 2.5 -> 3")
+    assert layer("CONV 2@3x3 s2", "3x8x9").rounded == ("rows: (8 + 2*0 - 3) / 2 + 1 = 3.5 -> 3")
+    assert layer("CONV 2@3x3 s2", "3x9x9").rounded == ""
 
 
 @pytest.mark.parametrize(

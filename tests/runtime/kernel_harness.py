@@ -18,7 +18,7 @@ from cnnc.runtime.table import KERNELS, KIND_ORDER
 
 def workspace_size(kind, ints, in_shape, out_shape):
     """The compiler's per-thread workspace rule for a step given by its ABI integers."""
-    attrs = {"kernel": (ints[0], ints[1]), "_groups": ints[8]} if kind in ("CONV", "DECONV") else {}
+    attrs = {"kernel": (ints[0], ints[1]), "groups": ints[8]} if kind in ("CONV", "DECONV") else {}
     return REGISTRY[kind].workspace(attrs, [tuple(in_shape)], tuple(out_shape))
 
 
