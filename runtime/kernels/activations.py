@@ -1,19 +1,60 @@
-"""Elementwise activations and SOFTMAX.
+"""Activations as forward/backward pairs: RELU, LEAKYRELU, ELU, TANH, SIGMOID, SOFTMAX.
 
-One forward and one backward serve all six kinds (switching on row[KIND] outside the loops):
-the flat (n * C * H * W) range, or for SOFTMAX the n * H * W pixels, is split into one chunk
-per thread. Backward uses only the saved output y:
+A pair works on plain float32 arrays: `x_forward(out, inp, ...)` writes out, and
+`x_backward(dinp, dout, out, ...)` accumulates into dinp from the saved output alone:
 RELU y > 0, LEAKYRELU y > 0 ? 1 : slope, ELU y > 0 ? 1 : y + alpha, TANH 1 - y^2, SIGMOID y(1 - y).
+Pointwise kinds get their row adapters from `elementwise`, which cuts the flat n*C*H*W range into
+one chunk per thread; SOFTMAX (over channels) cuts the n*H*W pixels.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from cnnc.compiler import abi
 
-from .common import U, chunk, inp, nchunks
-from .config import JIT, PJIT
-from .kinds import ELU, LEAKYRELU, RELU, SOFTMAX, TANH
+from .common import U, chunk, inp, nchunks, parallel_chunks, specialise
+from .config import JIT
+
+
+@njit(**JIT)
+def relu_forward(out, inp):
+    for i in range(inp.size):
+        v = inp[U(i)]
+        out[U(i)] = 0.0 if v <= 0.0 else v
+
+
+@njit(**JIT)
+def relu_backward(dinp, dout, out):
+    for i in range(out.size):
+        if out[U(i)] > 0.0:
+            dinp[U(i)] += dout[U(i)]
+
+
+@njit(**JIT)
+def leakyrelu_forward(out, inp, slope):
+    for i in range(inp.size):
+        v = inp[U(i)]
+        out[U(i)] = v if v > 0.0 else v * slope
+
+
+@njit(**JIT)
+def leakyrelu_backward(dinp, dout, out, slope):
+    for i in range(out.size):
+        dinp[U(i)] += dout[U(i)] if out[U(i)] > 0.0 else dout[U(i)] * slope
+
+
+@njit(**JIT)
+def elu_forward(out, inp, alpha):
+    for i in range(inp.size):
+        v = inp[U(i)]
+        out[U(i)] = v if v > 0.0 else alpha * np.expm1(v)
+
+
+@njit(**JIT)
+def elu_backward(dinp, dout, out, alpha):
+    for i in range(out.size):
+        v = out[U(i)]
+        dinp[U(i)] += dout[U(i)] if v > 0.0 else dout[U(i)] * (v + alpha)
 
 
 @njit(**JIT)
@@ -36,144 +77,163 @@ def _tanh(x):
 
 
 @njit(**JIT)
-def _fwd_range(op, A, x, y, lo, hi, a):
-    a32 = np.float32(a)
-    if op == RELU:
-        for i in range(lo, hi):
-            v = A[U(x + i)]
-            A[U(y + i)] = 0.0 if v <= 0.0 else v
-    elif op == LEAKYRELU:
-        for i in range(lo, hi):
-            v = A[U(x + i)]
-            A[U(y + i)] = v if v > 0.0 else v * a32
-    elif op == ELU:
-        for i in range(lo, hi):
-            v = A[U(x + i)]
-            A[U(y + i)] = v if v > 0.0 else a32 * np.expm1(v)
-    elif op == TANH:
-        for i in range(lo, hi):
-            A[U(y + i)] = _tanh(A[U(x + i)])
-    else:
-        one = np.float32(1.0)
-        for i in range(lo, hi):
-            A[U(y + i)] = one / (one + np.exp(-A[U(x + i)]))
+def tanh_forward(out, inp):
+    for i in range(inp.size):
+        out[U(i)] = _tanh(inp[U(i)])
 
 
 @njit(**JIT)
-def _bwd_range(op, A, y, dy, dx, lo, hi, a):
-    a32, one = np.float32(a), np.float32(1.0)
-    if op == RELU:
-        for i in range(lo, hi):
-            if A[U(y + i)] > 0.0:
-                A[U(dx + i)] += A[U(dy + i)]
-    elif op == LEAKYRELU:
-        for i in range(lo, hi):
-            A[U(dx + i)] += A[U(dy + i)] if A[U(y + i)] > 0.0 else A[U(dy + i)] * a32
-    elif op == ELU:
-        for i in range(lo, hi):
-            v = A[U(y + i)]
-            A[U(dx + i)] += A[U(dy + i)] if v > 0.0 else A[U(dy + i)] * (v + a32)
-    elif op == TANH:
-        for i in range(lo, hi):
-            v = A[U(y + i)]
-            A[U(dx + i)] += A[U(dy + i)] * (one - v * v)
-    else:
-        for i in range(lo, hi):
-            v = A[U(y + i)]
-            A[U(dx + i)] += A[U(dy + i)] * (v * (one - v))
+def tanh_backward(dinp, dout, out):
+    one = np.float32(1.0)
+    for i in range(out.size):
+        v = out[U(i)]
+        dinp[U(i)] += dout[U(i)] * (one - v * v)
 
 
-# ------------------------------------------------------------------------------------- SOFTMAX
 @njit(**JIT)
-def _softmax_range(A, x, y, C, HW, lo, hi):
-    """Softmax over channels at positions [lo, hi) of the flattened (n, HW) grid."""
+def sigmoid_forward(out, inp):
+    one = np.float32(1.0)
+    for i in range(inp.size):
+        out[U(i)] = one / (one + np.exp(-inp[U(i)]))
+
+
+@njit(**JIT)
+def sigmoid_backward(dinp, dout, out):
+    one = np.float32(1.0)
+    for i in range(out.size):
+        v = out[U(i)]
+        dinp[U(i)] += dout[U(i)] * (v * (one - v))
+
+
+@njit(**JIT)
+def softmax_forward(out, inp, C, HW, lo, hi):
+    """Softmax over the C channels at pixels [lo, hi) of the (n, HW) grid of (n, C, HW) arrays."""
     for q in range(lo, hi):
         s, p = q // HW, q % HW
         b = s * C * HW + p
         m = -np.inf
         for c in range(C):
-            m = max(m, A[x + b + c * HW])
+            m = max(m, inp[b + c * HW])
         z = 0.0
         for c in range(C):
-            e = np.exp(np.float64(A[x + b + c * HW]) - m)
-            A[y + b + c * HW] = e
+            e = np.exp(np.float64(inp[b + c * HW]) - m)
+            out[b + c * HW] = e
             z += e
         inv = 1.0 / z
         for c in range(C):
-            A[y + b + c * HW] *= inv
+            out[b + c * HW] *= inv
 
 
 @njit(**JIT)
-def _softmax_bwd_range(A, y, dy, dx, C, HW, lo, hi):
+def softmax_backward(dinp, dout, out, C, HW, lo, hi):
     for q in range(lo, hi):
         s, p = q // HW, q % HW
         b = s * C * HW + p
         dot = 0.0
         for c in range(C):
-            dot += np.float64(A[dy + b + c * HW]) * A[y + b + c * HW]
+            dot += np.float64(dout[b + c * HW]) * out[b + c * HW]
         for c in range(C):
             i = b + c * HW
-            A[U(dx + i)] += A[U(y + i)] * (A[U(dy + i)] - dot)
+            dinp[U(i)] += out[U(i)] * (dout[U(i)] - dot)
 
 
-# ------------------------------------------------------------------------------- entry points
-@njit(**JIT)
-def _items(row, n):
-    """(items, work): pixels for SOFTMAX (one softmax each), elements for the rest."""
-    _, _, C, H, W = inp(row, 0)
-    if row[abi.KIND] == SOFTMAX:
-        return n * H * W, 4 * n * C * H * W
-    return n * C * H * W, n * C * H * W
+# ------------------------------------------------------------------------------- row adapters
+def _no_floats(frow):
+    return ()
 
 
-@njit(**JIT)
-def _forward_chunk(c, nch, items, A, row, frow, n):
-    lo, hi = chunk(c, nch, items)
-    _, _, C, H, W = inp(row, 0)
-    x, y = row[abi.IN + abi.IN_OFF] * n, row[abi.OUT] * n
-    if row[abi.KIND] == SOFTMAX:
-        _softmax_range(A, x, y, C, H * W, lo, hi)
-    else:
-        _fwd_range(row[abi.KIND], A, x, y, lo, hi, frow[0])
+def _one_float(frow):
+    return (np.float32(frow[first]),)  # noqa: F821 - bound by specialise
 
 
-@njit(**JIT)
-def _backward_chunk(c, nch, items, A, row, frow, n):
-    lo, hi = chunk(c, nch, items)
-    _, dxo, C, H, W = inp(row, 0)
-    y, dy, dx = row[abi.OUT] * n, row[abi.DOUT] * n, dxo * n
-    if row[abi.KIND] == SOFTMAX:
-        _softmax_bwd_range(A, y, dy, dx, C, H * W, lo, hi)
-    else:
-        _bwd_range(row[abi.KIND], A, y, dy, dx, lo, hi, frow[0])
+def _forward_chunk(c, nch, A, x, y, m, frow):
+    lo, hi = chunk(c, nch, m)
+    forward(A[y + lo : y + hi], A[x + lo : x + hi], *floats(frow))  # noqa: F821
 
 
-@njit(**PJIT)
-def forward(A, P, G, S, W, row, frow, n, training, seed):
-    """RELU, LEAKYRELU, ELU, TANH, SIGMOID, SOFTMAX: one chunk per thread."""
-    items, work = _items(row, n)
-    nch = nchunks(work, items)
-    if nch == 1:
-        _forward_chunk(np.int64(0), nch, items, A, row, frow, n)
-    else:
-        for c in prange(nch):
-            _forward_chunk(np.int64(c), nch, items, A, row, frow, n)
+def _backward_chunk(c, nch, A, y, dy, dx, m, frow):
+    lo, hi = chunk(c, nch, m)
+    backward(A[dx + lo : dx + hi], A[dy + lo : dy + hi], A[y + lo : y + hi], *floats(frow))  # noqa: F821
 
 
-@njit(**PJIT)
-def backward(A, P, G, S, W, row, frow, n, training, seed):
-    if row[abi.IN + abi.IN_DOFF] < 0:
+def _row_forward(A, P, G, S, W, row, frow, n, training, seed):
+    _, _, C, H, Wd = inp(row, 0)
+    m = n * C * H * Wd
+    run_forward(nchunks(m, m), (A, row[abi.IN + abi.IN_OFF] * n, row[abi.OUT] * n, m, frow))  # noqa: F821
+
+
+def _row_backward(A, P, G, S, W, row, frow, n, training, seed):
+    _, dx, C, H, Wd = inp(row, 0)
+    if dx < 0:
         return
-    items, work = _items(row, n)
-    nch = nchunks(work, items)
-    if nch == 1:
-        _backward_chunk(np.int64(0), nch, items, A, row, frow, n)
-    else:
-        for c in prange(nch):
-            _backward_chunk(np.int64(c), nch, items, A, row, frow, n)
+    m = n * C * H * Wd
+    run_backward(nchunks(m, m), (A, row[abi.OUT] * n, row[abi.DOUT] * n, dx * n, m, frow))  # noqa: F821
 
 
-relu_forward = leakyrelu_forward = elu_forward = tanh_forward = forward
-sigmoid_forward = softmax_forward = forward
-relu_backward = leakyrelu_backward = elu_backward = tanh_backward = backward
-sigmoid_backward = softmax_backward = backward
+def elementwise(kind: str, forward, backward):
+    """The (forward, backward) row adapters of a pointwise kind whose backward reads its output;
+    the kind's float attributes (at most one) are passed to the pair after the arrays."""
+    name, offsets = kind.lower(), abi.float_offsets(kind)
+    if len(offsets) > 1:
+        raise ValueError(f"{kind}: elementwise adapters pass at most one float attribute")
+    floats = (
+        specialise(_one_float, f"{name}_floats", first=offsets[0])
+        if offsets
+        else specialise(_no_floats, f"{name}_floats")
+    )
+    forward_chunk = specialise(
+        _forward_chunk, f"{name}_forward_chunk", forward=forward, floats=floats
+    )
+    backward_chunk = specialise(
+        _backward_chunk, f"{name}_backward_chunk", backward=backward, floats=floats
+    )
+    run_forward = parallel_chunks(f"{name}_forward_chunks", forward_chunk)
+    run_backward = parallel_chunks(f"{name}_backward_chunks", backward_chunk)
+    return (
+        specialise(_row_forward, f"{name}_row_forward", run_forward=run_forward),
+        specialise(_row_backward, f"{name}_row_backward", run_backward=run_backward),
+    )
+
+
+RELU = elementwise("RELU", relu_forward, relu_backward)
+LEAKYRELU = elementwise("LEAKYRELU", leakyrelu_forward, leakyrelu_backward)
+ELU = elementwise("ELU", elu_forward, elu_backward)
+TANH = elementwise("TANH", tanh_forward, tanh_backward)
+SIGMOID = elementwise("SIGMOID", sigmoid_forward, sigmoid_backward)
+
+
+@njit(**JIT)
+def _softmax_forward_chunk(c, nch, A, x, y, m, C, HW):
+    lo, hi = chunk(c, nch, m)
+    softmax_forward(A[y:], A[x:], C, HW, lo, hi)
+
+
+@njit(**JIT)
+def _softmax_backward_chunk(c, nch, A, y, dy, dx, m, C, HW):
+    lo, hi = chunk(c, nch, m)
+    softmax_backward(A[dx:], A[dy:], A[y:], C, HW, lo, hi)
+
+
+_softmax_forward_chunks = parallel_chunks("softmax_forward_chunks", _softmax_forward_chunk)
+_softmax_backward_chunks = parallel_chunks("softmax_backward_chunks", _softmax_backward_chunk)
+
+
+@njit(**JIT)
+def softmax_row_forward(A, P, G, S, W, row, frow, n, training, seed):
+    _, _, C, H, Wd = inp(row, 0)
+    pixels = n * H * Wd
+    x, y = row[abi.IN + abi.IN_OFF] * n, row[abi.OUT] * n
+    _softmax_forward_chunks(nchunks(4 * pixels * C, pixels), (A, x, y, pixels, C, H * Wd))
+
+
+@njit(**JIT)
+def softmax_row_backward(A, P, G, S, W, row, frow, n, training, seed):
+    _, dx, C, H, Wd = inp(row, 0)
+    if dx < 0:
+        return
+    pixels = n * H * Wd
+    args = (A, row[abi.OUT] * n, row[abi.DOUT] * n, dx * n, pixels, C, H * Wd)
+    _softmax_backward_chunks(nchunks(4 * pixels * C, pixels), args)
+
+
+SOFTMAX = softmax_row_forward, softmax_row_backward

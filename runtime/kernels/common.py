@@ -1,11 +1,14 @@
-"""Helpers shared by the kernels: row accessors, work splitting and a row-major sgemm."""
+"""Helpers shared by the kernels: row accessors, work splitting, a row-major sgemm, and
+`specialise`, which makes one kind's row adapter or chunk runner from a shared template."""
+
+import types
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from cnnc.compiler import abi
 
-from .config import JIT, SERIAL_WORK, num_threads, xxgemm
+from .config import JIT, PJIT, SERIAL_WORK, num_threads, xxgemm
 
 # Hot loops index with U(i): numba checks every signed index for wraparound (i < 0 means
 # i + len), which blocks vectorisation; an unsigned index skips the check. U reinterprets a
@@ -62,3 +65,33 @@ def inp(row, j):
 def out(row):
     """(offset, grad offset, C, H, W) of the output."""
     return row[abi.OUT], row[abi.DOUT], row[abi.OC], row[abi.OH], row[abi.OW]
+
+
+def specialise(template, name: str, flags: dict = JIT, **bindings):
+    """`template` compiled with its free names bound to `bindings`, under its own name.
+
+    One template serves several kinds (an elementwise adapter, a chunk runner) without a family
+    kernel that switches on the kind. Not a closure: numba keys a closure's cache entry by the
+    pickled cell contents, and a pickled dispatcher carries a fresh uuid per process, so a closure
+    over a kernel would never load from the cache. A function with its own globals and qualname
+    caches under that name.
+    """
+    function = types.FunctionType(template.__code__, {**template.__globals__, **bindings}, name)
+    function.__qualname__ = function.__name__ = name
+    function.__module__ = template.__module__
+    function.__doc__ = template.__doc__
+    return njit(**flags)(function)
+
+
+def _run_chunks(nch, args):
+    if nch == 1:
+        body(np.int64(0), nch, *args)  # noqa: F821 - bound by specialise
+    else:
+        for c in prange(nch):
+            body(np.int64(c), nch, *args)  # noqa: F821
+
+
+def parallel_chunks(name: str, body):
+    """run(nch, args) calls body(c, nch, *args) for each chunk c of nch: on the calling thread
+    when nch is 1 (see nchunks: small work stays serial), else one chunk per thread."""
+    return specialise(_run_chunks, name, PJIT, body=body)

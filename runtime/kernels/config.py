@@ -1,16 +1,46 @@
-"""Compile flags and the BLAS binding, in one place.
+"""Compile flags, the BLAS binding and numba's cache folder, in one place.
 
 Every kernel module imports its decorator flags from here: ``@njit(**JIT)`` for serial code,
 ``@njit(**PJIT)`` for code with a ``prange``. Importing this module also binds numba to scipy's
 OpenBLAS and limits that BLAS to one thread: kernels call sgemm from inside ``prange`` loops,
 where a multithreaded BLAS oversubscribes the cores (measured 20x slower).
+
+Compiled kernels are cached in a folder named by a digest of the kernel sources and the row ABI:
+numba checks only the timestamp of a function's own file, so a cached executor or kernel would
+otherwise outlive a change to a kernel it calls, to a kind's row layout or to the kind order.
 """
+
+import hashlib
+import os
+from pathlib import Path
 
 import numba
 import scipy.linalg.cython_blas  # noqa: F401  (loads the OpenBLAS that numba_xxgemm calls)
 from numba import types
 from numba.np.linalg import ensure_blas
 from threadpoolctl import threadpool_limits
+
+from cnnc.compiler import abi
+
+
+def _kernel_digest() -> str:
+    runtime = Path(__file__).resolve().parent.parent
+    sources = sorted(runtime.glob("kernels/*.py")) + [runtime / "executor.py", runtime / "table.py"]
+    compiler = Path(abi.__file__).resolve().parent
+    sources += [compiler / "abi.py", compiler / "layers.py"]
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _cache_root() -> Path:
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return Path(os.environ["NUMBA_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cnnc" / "numba"
+
+
+numba.config.CACHE_DIR = str(_cache_root() / _kernel_digest())
 
 ensure_blas()
 numba.get_num_threads()  # starts numba's thread pool, registering the symbol used below
