@@ -11,23 +11,23 @@ from .kernels import activations as act
 from .kernels import conv, fc, misc, norm, pool
 
 KERNELS = {
-    "CONV": (conv.conv_forward, conv.conv_backward),
-    "DECONV": (conv.deconv_forward, conv.deconv_backward),
-    "POOL": (pool.pool_forward, pool.pool_backward),
-    "FC": (fc.fc_forward, fc.fc_backward),
-    "FLATTEN": (misc.flatten_forward, misc.flatten_backward),
+    "CONV": conv.CONV,
+    "DECONV": conv.DECONV,
+    "POOL": pool.POOL,
+    "FC": fc.FC,
+    "FLATTEN": misc.FLATTEN,
     "RELU": act.RELU,
     "LEAKYRELU": act.LEAKYRELU,
     "ELU": act.ELU,
     "TANH": act.TANH,
     "SIGMOID": act.SIGMOID,
     "SOFTMAX": act.SOFTMAX,
-    "BN": (norm.bn_forward, norm.bn_backward),
-    "DROPOUT": (misc.dropout_forward, misc.dropout_backward),
-    "LRN": (norm.lrn_forward, norm.lrn_backward),
-    "UPSAMPLE": (misc.upsample_forward, misc.upsample_backward),
-    "ADD": (misc.add_forward, misc.add_backward),
-    "CONCAT": (misc.concat_forward, misc.concat_backward),
+    "BN": norm.BN,
+    "DROPOUT": misc.DROPOUT,
+    "LRN": norm.LRN,
+    "UPSAMPLE": misc.UPSAMPLE,
+    "ADD": misc.ADD,
+    "CONCAT": misc.CONCAT,
 }
 
 _missing = [kind.name for kind in KINDS if kind.name not in KERNELS]

@@ -7,75 +7,70 @@ here, and only when called.
 from __future__ import annotations
 
 from cnnc.compiler.check import Checked
+from cnnc.compiler.layers import REGISTRY
 
 
-def _module(layer, in_shapes):
+def _merges():
     import torch
     from torch import nn
 
-    kind, attrs = layer.node.kind, layer.attrs
-    c_in = in_shapes[0][0]
-    if kind == "CONV":
-        return nn.Conv2d(
-            c_in,
-            layer.shape[0],
-            attrs["kernel"],
-            attrs["stride"],
-            attrs["pad"],
-            attrs["dilation"],
-            attrs["groups"],
-            attrs["bias"],
-        )
-    if kind == "DECONV":
-        return nn.ConvTranspose2d(
-            c_in,
-            layer.shape[0],
-            attrs["kernel"],
-            attrs["stride"],
-            attrs["pad"],
-            attrs["outpad"],
-            attrs["groups"],
-            attrs["bias"],
-            attrs["dilation"],
-        )
-    if kind == "POOL":
-        kernel, stride, pad = attrs["kernel"], attrs["stride"], attrs["pad"]
-        ceil = attrs["ceil"] and not attrs["global"]
-        if attrs["mode"] == "max":
-            return nn.MaxPool2d(kernel, stride, pad, ceil_mode=ceil)
-        return nn.AvgPool2d(
-            kernel,
-            stride,
-            pad,
-            ceil_mode=ceil,
-            count_include_pad=attrs["count_pad"],
-            divisor_override=1 if attrs["mode"] == "sum" else None,
-        )
-    if kind == "FC":
-        return nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(int(torch.tensor(in_shapes[0]).prod()), attrs["units"], attrs["bias"]),
-        )
-    if kind == "BN":
-        norm = nn.BatchNorm2d if len(in_shapes[0]) == 3 else nn.BatchNorm1d
-        return norm(c_in, attrs["eps"], attrs["momentum"])
-    simple = {
+    class Add(nn.Module):
+        def forward(self, inputs):
+            result = inputs[0]
+            for other in inputs[1:]:
+                result = result + other
+            return result
+
+    class Concat(nn.Module):
+        def forward(self, inputs):
+            return torch.cat(inputs, dim=1)
+
+    return {"ADD": Add, "CONCAT": Concat}
+
+
+def _module(layer, in_shapes):
+    """The torch module of one layer; a merge's module takes the list of its inputs."""
+    import math
+
+    from torch import nn
+
+    a, c_in = layer.attrs, in_shapes[0][0]
+    norm = nn.BatchNorm2d if len(in_shapes[0]) == 3 else nn.BatchNorm1d
+    ceil = a.get("ceil") and not a.get("global")
+    builders = {
+        "CONV": lambda: nn.Conv2d(
+            c_in, layer.shape[0], a["kernel"], a["stride"], a["pad"], a["dilation"],
+            a["groups"], a["bias"],
+        ),
+        "DECONV": lambda: nn.ConvTranspose2d(
+            c_in, layer.shape[0], a["kernel"], a["stride"], a["pad"], a["outpad"], a["groups"],
+            a["bias"], a["dilation"],
+        ),
+        "POOL": lambda: nn.MaxPool2d(a["kernel"], a["stride"], a["pad"], ceil_mode=ceil)
+        if a["mode"] == "max"
+        else nn.AvgPool2d(
+            a["kernel"], a["stride"], a["pad"], ceil_mode=ceil, count_include_pad=a["count_pad"],
+            divisor_override=1 if a["mode"] == "sum" else None,
+        ),
+        "FC": lambda: nn.Sequential(
+            nn.Flatten(), nn.Linear(math.prod(in_shapes[0]), a["units"], a["bias"])
+        ),
+        "BN": lambda: norm(c_in, a["eps"], a["momentum"]),
         "FLATTEN": lambda: nn.Flatten(),
         "RELU": lambda: nn.ReLU(),
-        "LEAKYRELU": lambda: nn.LeakyReLU(attrs["slope"]),
-        "ELU": lambda: nn.ELU(attrs["alpha"]),
+        "LEAKYRELU": lambda: nn.LeakyReLU(a["slope"]),
+        "ELU": lambda: nn.ELU(a["alpha"]),
         "TANH": lambda: nn.Tanh(),
         "SIGMOID": lambda: nn.Sigmoid(),
         "SOFTMAX": lambda: nn.Softmax(dim=1),
-        "DROPOUT": lambda: nn.Dropout(attrs["rate"]),
-        "LRN": lambda: nn.LocalResponseNorm(
-            attrs["size"], attrs["alpha"], attrs["beta"], attrs["k"]
-        ),
+        "DROPOUT": lambda: nn.Dropout(a["rate"]),
+        "LRN": lambda: nn.LocalResponseNorm(a["size"], a["alpha"], a["beta"], a["k"]),
         "UPSAMPLE": lambda: nn.Upsample(
-            scale_factor=tuple(float(s) for s in attrs["scale"]), mode="nearest"
+            scale_factor=tuple(float(s) for s in a["scale"]), mode="nearest"
         ),
-    }
-    return simple[kind]() if kind in simple else None  # ADD and CONCAT are done in forward
+        **_merges(),
+    }  # fmt: skip
+    return builders[layer.node.kind]()
 
 
 def _weighted(module):
@@ -87,35 +82,26 @@ def _weighted(module):
 
 def build(checked: Checked, network=None):
     """A torch.nn.Module computing the same function; weights copied from `network` if given."""
-    import torch
     from torch import nn
 
     class SpecModule(nn.Module):
         def __init__(self):
             super().__init__()
-            self.nodes = [(layer.node.kind, layer.node.inputs) for layer in checked.layers]
+            self.inputs = [layer.node.inputs for layer in checked.layers]
+            self.merges = [REGISTRY[layer.node.kind].merge for layer in checked.layers[1:]]
             self.output = checked.graph.output
             self.layers = nn.ModuleDict()
             for layer in checked.layers[1:]:
                 module = _module(layer, [checked.layers[i].shape for i in layer.node.inputs])
-                if module is not None:
-                    self.layers[layer.node.name.replace(".", "__")] = module
+                self.layers[layer.node.name.replace(".", "__")] = module
             self.names = [layer.node.name.replace(".", "__") for layer in checked.layers]
 
         def forward(self, x):
             values = [x]
-            for index in range(1, len(self.nodes)):
-                kind, inputs = self.nodes[index]
-                args = [values[i] for i in inputs]
-                if kind == "ADD":
-                    result = args[0]
-                    for other in args[1:]:
-                        result = result + other
-                elif kind == "CONCAT":
-                    result = torch.cat(args, dim=1)
-                else:
-                    result = self.layers[self.names[index]](args[0])
-                values.append(result)
+            for index in range(1, len(self.inputs)):
+                args = [values[i] for i in self.inputs[index]]
+                module = self.layers[self.names[index]]
+                values.append(module(args) if self.merges[index - 1] else module(args[0]))
             return values[self.output]
 
     module = SpecModule()

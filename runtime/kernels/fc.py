@@ -1,94 +1,109 @@
 """FC: y = x W^T + b on the input flattened to (n, I); one sgemm per thread block.
 
+The pair works on plain float32 arrays: `fc_forward(out, inp, weight, bias, B, I, F, part,
+parts, by_rows)` and `fc_backward(dinp, dweight, dbias, dout, inp, weight, B, I, F, part, parts,
+dinp_by_rows)` do block `part` of `parts` ((0, 1): all of it), each block owning what it writes.
+An empty `bias` (`dbias`) means no bias, an empty `dinp` that nobody needs the input's gradient.
+
 Forward splits the batch into one block per thread (or the output features, when n is smaller
 than the thread count); backward gives each block a slice of the input features, for which it
 computes dW[:, slice] += dy^T x[:, slice] and (for small n) dx[:, slice] += dy W[:, slice], or
-the batch rows dx[rows] += dy[rows] W when n is large.
+the batch rows dx[rows] += dy[rows] W when n is large, and a slice of the features for db.
 """
 
-import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from cnnc.compiler import abi
 
-from .common import BETA0, BETA1, NOTR, TR, chunk, inp, nchunks, out, sgemm
-from .config import JIT, PJIT
+from . import common
+from .common import BETA0, BETA1, NOTR, TR, chunk, inp, nchunks, sgemm
+from .config import JIT
+
+FC_ROW = abi.int_offsets("FC")
 
 
 @njit(**JIT)
-def _dims(row):
-    xo, dxo, C, H, W = inp(row, 0)
-    yo, dyo, F, _, _ = out(row)
-    return xo, dxo, yo, dyo, C * H * W, F, row[abi.PARAM], row[abi.ATTR] != 0
-
-
-@njit(**JIT)
-def _fwd(A, P, row, n, c, nch, by_batch):
-    xo, _, yo, _, I, F, wo, has_bias = _dims(row)
-    x, y = A.ctypes.data + 4 * xo * n, A.ctypes.data + 4 * yo * n
-    w = P.ctypes.data + 4 * wo
-    if by_batch:
-        r0, r1 = chunk(c, nch, n)
+def fc_forward(out, inp, weight, bias, B, I, F, part, parts, by_rows):
+    """out (B, F) = inp (B, I) @ weight (F, I)^T + bias (F,), for block `part` of `parts`: a
+    block of the batch rows when by_rows, else of the features."""
+    if by_rows:
+        r0, r1 = chunk(part, parts, B)
         f0, f1 = 0, F
     else:
-        r0, r1 = 0, n
-        f0, f1 = chunk(c, nch, F)
+        r0, r1 = 0, B
+        f0, f1 = chunk(part, parts, F)
+    x, y, w = inp.ctypes.data, out.ctypes.data, weight.ctypes.data
     xr, wf, yb = x + 4 * r0 * I, w + 4 * f0 * I, y + 4 * (r0 * F + f0)
     sgemm(NOTR, TR, r1 - r0, f1 - f0, I, xr, I, wf, I, yb, F, BETA0)
-    if has_bias:
-        b = wo + F * I
+    if bias.size > 0:
         for r in range(r0, r1):
-            yr = yo * n + r * F
+            yr = r * F
             for f in range(f0, f1):
-                A[yr + f] += P[b + f]
+                out[yr + f] += bias[f]
 
 
 @njit(**JIT)
-def _bwd(A, P, G, row, n, c, nch, dx_by_batch):
-    xo, dxo, _, dyo, I, F, wo, _ = _dims(row)
-    pA = A.ctypes.data
-    x, dx, dy = pA + 4 * xo * n, pA + 4 * dxo * n, pA + 4 * dyo * n
-    w, gw = P.ctypes.data + 4 * wo, G.ctypes.data + 4 * wo
-    i0, i1 = chunk(c, nch, I)
-    sgemm(TR, NOTR, F, i1 - i0, n, dy, F, x + 4 * i0, I, gw + 4 * i0, I, BETA1)  # dW += dy^T x
-    if dxo < 0:
-        return
-    if dx_by_batch:
-        r0, r1 = chunk(c, nch, n)
-        sgemm(NOTR, NOTR, r1 - r0, I, F, dy + 4 * r0 * F, F, w, I, dx + 4 * r0 * I, I, BETA1)
-    else:
-        sgemm(NOTR, NOTR, n, i1 - i0, F, dy, F, w + 4 * i0, I, dx + 4 * i0, I, BETA1)
+def fc_backward(dinp, dweight, dbias, dout, inp, weight, B, I, F, part, parts, dinp_by_rows):
+    """Block `part` of `parts`, for its share of the input features: dweight[:, share] +=
+    dout^T inp[:, share]; dinp += dout weight over its share of the batch rows (dinp_by_rows)
+    or of the input features; dbias += the batch sum of dout over its share of the features."""
+    x, dx, dy = inp.ctypes.data, dinp.ctypes.data, dout.ctypes.data
+    w, gw = weight.ctypes.data, dweight.ctypes.data
+    i0, i1 = chunk(part, parts, I)
+    sgemm(TR, NOTR, F, i1 - i0, B, dy, F, x + 4 * i0, I, gw + 4 * i0, I, BETA1)  # dW += dy^T x
+    if dinp.size > 0:
+        if dinp_by_rows:
+            r0, r1 = chunk(part, parts, B)
+            sgemm(NOTR, NOTR, r1 - r0, I, F, dy + 4 * r0 * F, F, w, I, dx + 4 * r0 * I, I, BETA1)
+        else:
+            sgemm(NOTR, NOTR, B, i1 - i0, F, dy, F, w + 4 * i0, I, dx + 4 * i0, I, BETA1)
+    if dbias.size > 0:
+        f0, f1 = chunk(part, parts, F)
+        for r in range(B):
+            for f in range(f0, f1):
+                dbias[f] += dout[r * F + f]
 
 
-@njit(**PJIT)
-def forward(A, P, G, S, W, row, frow, n, training, seed):
+# ------------------------------------------------------------------------------- row adapters
+@njit(**JIT)
+def _forward_chunk(c, nch, y, x, w, b, n, I, F, by_rows):
+    fc_forward(y, x, w, b, n, I, F, c, nch, by_rows)
+
+
+@njit(**JIT)
+def _backward_chunk(c, nch, dx, dw, db, dy, x, w, n, I, F, dx_by_rows):
+    fc_backward(dx, dw, db, dy, x, w, n, I, F, c, nch, dx_by_rows)
+
+
+_forward_chunks = common.parallel_chunks("fc_forward_chunks", _forward_chunk)
+_backward_chunks = common.parallel_chunks("fc_backward_chunks", _backward_chunk)
+
+
+@njit(**JIT)
+def fc_row_forward(A, P, G, S, W, row, frow, n, training, seed):
     """Blocks of the batch, one per thread (blocks of the features when n < threads)."""
-    I, F = row[abi.IN + abi.IN_C] * row[abi.IN + abi.IN_H] * row[abi.IN + abi.IN_W], row[abi.OC]
+    xo, _, C, H, Wd = inp(row, 0)
+    I, F, yo, wo = C * H * Wd, row[abi.OC], row[abi.OUT], row[abi.PARAM]
+    nb = F if row[FC_ROW.bias] else 0
     nt = nchunks(n * I * F, max(n, F))
-    by_batch = n >= nt
-    nch = min(nt, n) if by_batch else min(nt, F)
-    if nch == 1:
-        _fwd(A, P, row, n, np.int64(0), nch, by_batch)
-    else:
-        for c in prange(nch):
-            _fwd(A, P, row, n, np.int64(c), nch, by_batch)
+    by_rows = n >= nt
+    nch = min(nt, n) if by_rows else min(nt, F)
+    x, y, m = xo * n, yo * n, F * I
+    args = (A[y : y + n * F], A[x : x + n * I], P[wo : wo + m], P[wo + m : wo + m + nb])
+    _forward_chunks(nch, (*args, n, I, F, by_rows))
 
 
-@njit(**PJIT)
-def backward(A, P, G, S, W, row, frow, n, training, seed):
-    """Blocks of the input features, one per thread: dW[:, block] and dx (see _bwd)."""
-    I, F = row[abi.IN + abi.IN_C] * row[abi.IN + abi.IN_H] * row[abi.IN + abi.IN_W], row[abi.OC]
+@njit(**JIT)
+def fc_row_backward(A, P, G, S, W, row, frow, n, training, seed):
+    """Blocks of the input features, one per thread (see fc_backward)."""
+    xo, dxo, C, H, Wd = inp(row, 0)
+    I, F, dyo, wo = C * H * Wd, row[abi.OC], row[abi.DOUT], row[abi.PARAM]
+    nb = F if row[FC_ROW.bias] else 0
     nch = nchunks(2 * n * I * F, I)
-    if nch == 1:
-        _bwd(A, P, G, row, n, np.int64(0), nch, n >= nch)
-    else:
-        for c in prange(nch):
-            _bwd(A, P, G, row, n, np.int64(c), nch, n >= nch)
-    if row[abi.ATTR]:
-        dy, b = row[abi.DOUT] * n, row[abi.PARAM] + F * I
-        for r in range(n):
-            for f in range(F):
-                G[b + f] += A[dy + r * F + f]
+    x, dx, dy, m = xo * n, dxo * n, dyo * n, F * I
+    dinp = A[dx : dx + n * I] if dxo >= 0 else A[:0]
+    grads = (dinp, G[wo : wo + m], G[wo + m : wo + m + nb], A[dy : dy + n * F])
+    _backward_chunks(nch, (*grads, A[x : x + n * I], P[wo : wo + m], n, I, F, n >= nch))
 
 
-fc_forward, fc_backward = forward, backward
+FC = fc_row_forward, fc_row_backward

@@ -1,36 +1,53 @@
-"""FLATTEN, DROPOUT, UPSAMPLE, ADD and CONCAT: data movement, split into one chunk per thread.
+"""FLATTEN, DROPOUT, UPSAMPLE, ADD and CONCAT: data movement as forward/backward pairs.
+
+Each pair works on plain float32 arrays; backward accumulates into the input gradients. The row
+adapters cut the work into one chunk per thread: elements (FLATTEN, DROPOUT, ADD), planes
+(UPSAMPLE) or samples (CONCAT).
+
+ADD and CONCAT take any number of inputs, so their pairs work on a branch or two and the adapter
+calls them in input order: `add_forward(out, a, b)` writes the sum of the first two branches
+(further ones are accumulated into out), `add_backward(dinp, dout)` gives one branch its
+gradient, `concat_forward(out, inp, ...)` / `concat_backward(dinp, dout, ...)` move one branch's
+channel range. A branch whose gradient offset is -1 gets no gradient.
 
 DROPOUT draws u = hash(seed, flat index) in [0, 1) (splitmix64, counter-based: the same seed
-gives the same mask whatever the thread count) and keeps an element when u >= p; the mask
-(0 or 1/(1-p)) is stored in the AUX buffer for backward. Inference is a copy.
+gives the same mask whatever the thread count) and keeps an element when u >= rate; the mask
+(0 or 1/(1-rate)) is stored in the AUX buffer for backward. Inference is a copy.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from cnnc.compiler import abi
 
-from .common import U, chunk, inp, nchunks
-from .config import JIT, PJIT
-from .kinds import ADD, CONCAT, DROPOUT, FLATTEN, UPSAMPLE
+from .common import U, chunk, inp, nchunks, parallel_chunks
+from .config import JIT
+
+DROPOUT_FLOAT = abi.float_offsets("DROPOUT")
+UPSAMPLE_ROW = abi.int_offsets("UPSAMPLE")
 
 
 @njit(**JIT)
-def _copy(A, src, dst, m):
-    for i in range(m):  # (a loop: slice assignment drags in costly-to-compile checks)
-        A[U(dst + i)] = A[U(src + i)]
+def _copy(dst, src):
+    for i in range(dst.size):  # (a loop: slice assignment drags in costly-to-compile checks)
+        dst[U(i)] = src[U(i)]
 
 
 @njit(**JIT)
-def _acc(A, src, dst, m):
-    for i in range(m):
-        A[U(dst + i)] += A[U(src + i)]
+def _acc(dst, src):
+    for i in range(dst.size):
+        dst[U(i)] += src[U(i)]
+
+
+# ------------------------------------------------------------------------------------- FLATTEN
+@njit(**JIT)
+def flatten_forward(out, inp):
+    _copy(out, inp)
 
 
 @njit(**JIT)
-def _size(row, j):
-    _, _, C, H, W = inp(row, j)
-    return C * H * W
+def flatten_backward(dinp, dout):
+    _acc(dinp, dout)
 
 
 # ------------------------------------------------------------------------------------- DROPOUT
@@ -54,165 +71,288 @@ def uniform(key, i):
 
 
 @njit(**JIT)
-def _dropout_range(A, row, frow, n, seed, lo, hi):
-    x, y, mk = row[abi.IN + abi.IN_OFF] * n, row[abi.OUT] * n, row[abi.AUX] * n
-    p, zero = frow[0], np.float32(0.0)
-    scale = np.float32(1.0 / (1.0 - p)) if p < 1.0 else zero
+def dropout_forward(out, mask, inp, rate, seed, training, lo, hi):
+    """Elements [lo, hi): out = inp * mask, the mask drawn from (seed, element index); inference
+    copies and leaves the mask alone."""
+    if not training:
+        _copy(out[lo:hi], inp[lo:hi])
+        return
+    zero = np.float32(0.0)
+    scale = np.float32(1.0 / (1.0 - rate)) if rate < 1.0 else zero
     key = _mix(np.uint64(seed) ^ _GOLDEN)
     for i in range(lo, hi):
-        m = scale if uniform(key, i) >= p else zero
-        A[U(mk + i)] = m
-        A[U(y + i)] = A[U(x + i)] * m
+        m = scale if uniform(key, i) >= rate else zero
+        mask[U(i)] = m
+        out[U(i)] = inp[U(i)] * m
 
 
 @njit(**JIT)
-def _mask_grad_range(A, row, n, lo, hi):
-    dx, dy, mk = row[abi.IN + abi.IN_DOFF] * n, row[abi.DOUT] * n, row[abi.AUX] * n
+def dropout_backward(dinp, dout, mask, training, lo, hi):
+    if not training:
+        _acc(dinp[lo:hi], dout[lo:hi])
+        return
     for i in range(lo, hi):
-        A[U(dx + i)] += A[U(dy + i)] * A[U(mk + i)]
+        dinp[U(i)] += dout[U(i)] * mask[U(i)]
 
 
 # ------------------------------------------------------------------------------------ UPSAMPLE
 @njit(**JIT)
-def _up_fwd_range(A, row, n, lo, hi):
-    _, _, _, H, W = inp(row, 0)
-    Ho, Wo, sh, sw = row[abi.OH], row[abi.OW], row[abi.ATTR], row[abi.ATTR + 1]
+def upsample_forward(out, inp, H, W, Ho, Wo, scale_h, scale_w, lo, hi):
+    """Nearest-neighbour upsampling of planes [lo, hi) of (planes, H, W) into (planes, Ho, Wo)."""
     for q in range(lo, hi):  # plane q = sample * C + channel
-        x, y = row[abi.IN + abi.IN_OFF] * n + q * H * W, row[abi.OUT] * n + q * Ho * Wo
+        x, y = q * H * W, q * Ho * Wo
         for oh in range(Ho):
-            xr, yr = x + (oh // sh) * W, y + oh * Wo
+            xr, yr = x + (oh // scale_h) * W, y + oh * Wo
             w, k = 0, 0
-            for ow in range(Wo):  # w = ow // sw, counted
-                A[U(yr + ow)] = A[U(xr + w)]
+            for ow in range(Wo):  # w = ow // scale_w, counted
+                out[U(yr + ow)] = inp[U(xr + w)]
                 k += 1
-                if k == sw:
+                if k == scale_w:
                     w, k = w + 1, 0
 
 
 @njit(**JIT)
-def _up_bwd_range(A, row, n, lo, hi):
-    _, dxo, _, H, W = inp(row, 0)
-    Ho, Wo, sh, sw = row[abi.OH], row[abi.OW], row[abi.ATTR], row[abi.ATTR + 1]
+def upsample_backward(dinp, dout, H, W, Ho, Wo, scale_h, scale_w, lo, hi):
     for q in range(lo, hi):
-        dx, dy = dxo * n + q * H * W, row[abi.DOUT] * n + q * Ho * Wo
+        dx, dy = q * H * W, q * Ho * Wo
         for oh in range(Ho):
-            xr, yr = dx + (oh // sh) * W, dy + oh * Wo
+            xr, yr = dx + (oh // scale_h) * W, dy + oh * Wo
             w, k = 0, 0
             for ow in range(Wo):
-                A[U(xr + w)] += A[U(yr + ow)]
+                dinp[U(xr + w)] += dout[U(yr + ow)]
                 k += 1
-                if k == sw:
+                if k == scale_w:
                     w, k = w + 1, 0
 
 
 # -------------------------------------------------------------------------------- ADD, CONCAT
 @njit(**JIT)
-def _add_fwd_range(A, row, n, lo, hi):
-    y = row[abi.OUT] * n
-    _copy(A, row[abi.IN + abi.IN_OFF] * n + lo, y + lo, hi - lo)
-    for j in range(1, row[abi.NIN]):
-        _acc(A, row[abi.IN + abi.IN_STRIDE * j + abi.IN_OFF] * n + lo, y + lo, hi - lo)
+def add_forward(out, a, b):
+    """out = a + b (out may be a, but then only an accumulating loop vectorises)."""
+    for i in range(out.size):
+        out[U(i)] = a[U(i)] + b[U(i)]
 
 
 @njit(**JIT)
-def _add_bwd_range(A, row, n, lo, hi):
-    for j in range(row[abi.NIN]):
-        dx = row[abi.IN + abi.IN_STRIDE * j + abi.IN_DOFF]
-        if dx >= 0:
-            _acc(A, row[abi.DOUT] * n + lo, dx * n + lo, hi - lo)
+def add_backward(dinp, dout):
+    """One branch's gradient: dinp += dout."""
+    _acc(dinp, dout)
 
 
 @njit(**JIT)
-def _concat_range(A, row, n, lo, hi, backward):
-    """Samples [lo, hi): copy each input into its channel range of y, or (backward) add the
-    matching range of dy into each input gradient."""
-    Co, HW = row[abi.OC], row[abi.OH] * row[abi.OW]
+def concat_forward(out, inp, C_out, c0, C, HW, lo, hi):
+    """Samples [lo, hi): copy the (N, C, HW) branch into channels [c0, c0 + C) of out."""
+    m = C * HW
     for s in range(lo, hi):
-        d = (row[abi.DOUT] if backward else row[abi.OUT]) * n + s * Co * HW
-        for j in range(row[abi.NIN]):
-            xo, dxo, C, _, _ = inp(row, j)
-            m = C * HW
-            if not backward:
-                _copy(A, xo * n + s * m, d, m)
-            elif dxo >= 0:
-                _acc(A, d, dxo * n + s * m, m)
-            d += m
-
-
-# ------------------------------------------------------------------------------- entry points
-_FORWARD, _BACKWARD = np.bool_(False), np.bool_(True)  # numpy scalars are not typed as literals
+        y = (s * C_out + c0) * HW
+        _copy(out[y : y + m], inp[s * m : (s + 1) * m])
 
 
 @njit(**JIT)
-def _split(row, n, training):
-    """(items, work): elements (FLATTEN, DROPOUT, ADD), planes (UPSAMPLE) or samples (CONCAT)."""
-    kind, m = row[abi.KIND], n * _size(row, 0)
-    if kind == UPSAMPLE:
-        return n * row[abi.OC], n * row[abi.OC] * row[abi.OH] * row[abi.OW]
-    if kind == CONCAT:
-        return n, n * row[abi.OC] * row[abi.OH] * row[abi.OW]
-    if kind == ADD:
-        return m, m * row[abi.NIN]
-    return m, 8 * m if kind == DROPOUT and training else m
+def concat_backward(dinp, dout, C_out, c0, C, HW, lo, hi):
+    """Samples [lo, hi): add channels [c0, c0 + C) of dout into the branch's gradient."""
+    m = C * HW
+    for s in range(lo, hi):
+        y = (s * C_out + c0) * HW
+        _acc(dinp[s * m : (s + 1) * m], dout[y : y + m])
+
+
+# ------------------------------------------------------------------------------- row adapters
+@njit(**JIT)
+def _size(row):
+    """n-independent element count of input 0 (every input of an ADD)."""
+    _, _, C, H, W = inp(row, 0)
+    return C * H * W
 
 
 @njit(**JIT)
-def _forward_chunk(c, nch, items, A, row, frow, n, training, seed):
-    lo, hi = chunk(c, nch, items)
-    kind = row[abi.KIND]
-    if kind == DROPOUT and training:
-        _dropout_range(A, row, frow, n, seed, lo, hi)
-    elif kind in (FLATTEN, DROPOUT):
-        _copy(A, row[abi.IN + abi.IN_OFF] * n + lo, row[abi.OUT] * n + lo, hi - lo)
-    elif kind == UPSAMPLE:
-        _up_fwd_range(A, row, n, lo, hi)
-    elif kind == ADD:
-        _add_fwd_range(A, row, n, lo, hi)
-    else:
-        _concat_range(A, row, n, lo, hi, _FORWARD)
+def _flatten_forward_chunk(c, nch, out, inp):
+    lo, hi = chunk(c, nch, out.size)
+    flatten_forward(out[lo:hi], inp[lo:hi])
 
 
 @njit(**JIT)
-def _backward_chunk(c, nch, items, A, row, n, training):
-    lo, hi = chunk(c, nch, items)
-    kind = row[abi.KIND]
-    if kind == DROPOUT and training:
-        _mask_grad_range(A, row, n, lo, hi)
-    elif kind in (FLATTEN, DROPOUT):
-        _acc(A, row[abi.DOUT] * n + lo, row[abi.IN + abi.IN_DOFF] * n + lo, hi - lo)
-    elif kind == UPSAMPLE:
-        _up_bwd_range(A, row, n, lo, hi)
-    elif kind == ADD:
-        _add_bwd_range(A, row, n, lo, hi)
-    else:
-        _concat_range(A, row, n, lo, hi, _BACKWARD)
+def _flatten_backward_chunk(c, nch, dinp, dout):
+    lo, hi = chunk(c, nch, dinp.size)
+    flatten_backward(dinp[lo:hi], dout[lo:hi])
 
 
-@njit(**PJIT)
-def forward(A, P, G, S, W, row, frow, n, training, seed):
-    """FLATTEN, DROPOUT, UPSAMPLE, ADD, CONCAT: one chunk of items per thread."""
-    items, work = _split(row, n, training)
-    nch = nchunks(work, items)
-    if nch == 1:
-        _forward_chunk(np.int64(0), nch, items, A, row, frow, n, training, seed)
-    else:
-        for c in prange(nch):
-            _forward_chunk(np.int64(c), nch, items, A, row, frow, n, training, seed)
+_flatten_forward_chunks = parallel_chunks("flatten_forward_chunks", _flatten_forward_chunk)
+_flatten_backward_chunks = parallel_chunks("flatten_backward_chunks", _flatten_backward_chunk)
 
 
-@njit(**PJIT)
-def backward(A, P, G, S, W, row, frow, n, training, seed):
-    if row[abi.KIND] != ADD and row[abi.KIND] != CONCAT and row[abi.IN + abi.IN_DOFF] < 0:
+@njit(**JIT)
+def flatten_row_forward(A, P, G, S, W, row, frow, n, training, seed):
+    m = n * _size(row)
+    x, y = row[abi.IN + abi.IN_OFF] * n, row[abi.OUT] * n
+    _flatten_forward_chunks(nchunks(m, m), (A[y : y + m], A[x : x + m]))
+
+
+@njit(**JIT)
+def flatten_row_backward(A, P, G, S, W, row, frow, n, training, seed):
+    _, dx, _, _, _ = inp(row, 0)
+    if dx < 0:
         return
-    items, work = _split(row, n, training)
-    nch = nchunks(work, items)
-    if nch == 1:
-        _backward_chunk(np.int64(0), nch, items, A, row, n, training)
-    else:
-        for c in prange(nch):
-            _backward_chunk(np.int64(c), nch, items, A, row, n, training)
+    m, dy = n * _size(row), row[abi.DOUT] * n
+    _flatten_backward_chunks(nchunks(m, m), (A[dx * n : dx * n + m], A[dy : dy + m]))
 
 
-flatten_forward = dropout_forward = upsample_forward = add_forward = concat_forward = forward
-flatten_backward = dropout_backward = upsample_backward = add_backward = backward
-concat_backward = backward
+@njit(**JIT)
+def _dropout_forward_chunk(c, nch, out, mask, inp, rate, seed, training):
+    lo, hi = chunk(c, nch, out.size)
+    dropout_forward(out, mask, inp, rate, seed, training, lo, hi)
+
+
+@njit(**JIT)
+def _dropout_backward_chunk(c, nch, dinp, dout, mask, training):
+    lo, hi = chunk(c, nch, dinp.size)
+    dropout_backward(dinp, dout, mask, training, lo, hi)
+
+
+_dropout_forward_chunks = parallel_chunks("dropout_forward_chunks", _dropout_forward_chunk)
+_dropout_backward_chunks = parallel_chunks("dropout_backward_chunks", _dropout_backward_chunk)
+
+
+@njit(**JIT)
+def dropout_row_forward(A, P, G, S, W, row, frow, n, training, seed):
+    m = n * _size(row)
+    x, y, mk = row[abi.IN + abi.IN_OFF] * n, row[abi.OUT] * n, row[abi.AUX] * n
+    mask = A[mk : mk + m] if training else A[:0]  # inference reads no mask (none may exist)
+    args = (A[y : y + m], mask, A[x : x + m], frow[DROPOUT_FLOAT.rate], seed, training)
+    _dropout_forward_chunks(nchunks(8 * m if training else m, m), args)
+
+
+@njit(**JIT)
+def dropout_row_backward(A, P, G, S, W, row, frow, n, training, seed):
+    _, dx, _, _, _ = inp(row, 0)
+    if dx < 0:
+        return
+    m, dy, mk = n * _size(row), row[abi.DOUT] * n, row[abi.AUX] * n
+    mask = A[mk : mk + m] if training else A[:0]
+    args = (A[dx * n : dx * n + m], A[dy : dy + m], mask, training)
+    _dropout_backward_chunks(nchunks(8 * m if training else m, m), args)
+
+
+@njit(**JIT)
+def _upsample_forward_chunk(c, nch, planes, out, inp, H, W, Ho, Wo, scale_h, scale_w):
+    lo, hi = chunk(c, nch, planes)
+    upsample_forward(out, inp, H, W, Ho, Wo, scale_h, scale_w, lo, hi)
+
+
+@njit(**JIT)
+def _upsample_backward_chunk(c, nch, planes, dinp, dout, H, W, Ho, Wo, scale_h, scale_w):
+    lo, hi = chunk(c, nch, planes)
+    upsample_backward(dinp, dout, H, W, Ho, Wo, scale_h, scale_w, lo, hi)
+
+
+_upsample_forward_chunks = parallel_chunks("upsample_forward_chunks", _upsample_forward_chunk)
+_upsample_backward_chunks = parallel_chunks("upsample_backward_chunks", _upsample_backward_chunk)
+
+
+@njit(**JIT)
+def upsample_row_forward(A, P, G, S, W, row, frow, n, training, seed):
+    x, _, C, H, Wd = inp(row, 0)
+    y, Ho, Wo = row[abi.OUT] * n, row[abi.OH], row[abi.OW]
+    planes, sh, sw = n * C, row[UPSAMPLE_ROW.scale_h], row[UPSAMPLE_ROW.scale_w]
+    mo = planes * Ho * Wo
+    args = (planes, A[y : y + mo], A[x * n : x * n + planes * H * Wd], H, Wd, Ho, Wo, sh, sw)
+    _upsample_forward_chunks(nchunks(mo, planes), args)
+
+
+@njit(**JIT)
+def upsample_row_backward(A, P, G, S, W, row, frow, n, training, seed):
+    _, dx, C, H, Wd = inp(row, 0)
+    if dx < 0:
+        return
+    dy, Ho, Wo = row[abi.DOUT] * n, row[abi.OH], row[abi.OW]
+    planes, sh, sw = n * C, row[UPSAMPLE_ROW.scale_h], row[UPSAMPLE_ROW.scale_w]
+    mo = planes * Ho * Wo
+    args = (planes, A[dx * n : dx * n + planes * H * Wd], A[dy : dy + mo], H, Wd, Ho, Wo, sh, sw)
+    _upsample_backward_chunks(nchunks(mo, planes), args)
+
+
+@njit(**JIT)
+def _add_forward_chunk(c, nch, A, row, n, m):
+    """Elements [lo, hi) of the sum of every input, in input order."""
+    lo, hi = chunk(c, nch, m)
+    y, a, b = row[abi.OUT] * n, inp(row, 0)[0] * n, inp(row, 1)[0] * n
+    out = A[y + lo : y + hi]
+    add_forward(out, A[a + lo : a + hi], A[b + lo : b + hi])
+    for j in range(2, row[abi.NIN]):
+        b = inp(row, j)[0] * n
+        _acc(out, A[b + lo : b + hi])  # (not add_forward(out, out, b): aliasing stops SIMD)
+
+
+@njit(**JIT)
+def _add_backward_chunk(c, nch, A, row, n, m):
+    lo, hi = chunk(c, nch, m)
+    dy = row[abi.DOUT] * n
+    for j in range(row[abi.NIN]):
+        dx = inp(row, j)[1]
+        if dx >= 0:
+            add_backward(A[dx * n + lo : dx * n + hi], A[dy + lo : dy + hi])
+
+
+_add_forward_chunks = parallel_chunks("add_forward_chunks", _add_forward_chunk)
+_add_backward_chunks = parallel_chunks("add_backward_chunks", _add_backward_chunk)
+
+
+@njit(**JIT)
+def add_row_forward(A, P, G, S, W, row, frow, n, training, seed):
+    m = n * _size(row)
+    _add_forward_chunks(nchunks(m * row[abi.NIN], m), (A, row, n, m))
+
+
+@njit(**JIT)
+def add_row_backward(A, P, G, S, W, row, frow, n, training, seed):
+    m = n * _size(row)
+    _add_backward_chunks(nchunks(m * row[abi.NIN], m), (A, row, n, m))
+
+
+@njit(**JIT)
+def _concat_forward_chunk(c, nch, A, row, n):
+    """Samples [lo, hi) of every branch, each into its channel range of the output."""
+    lo, hi = chunk(c, nch, n)
+    Co, HW = row[abi.OC], row[abi.OH] * row[abi.OW]
+    y, c0 = row[abi.OUT] * n, 0
+    out = A[y : y + n * Co * HW]
+    for j in range(row[abi.NIN]):
+        x, _, C, _, _ = inp(row, j)
+        concat_forward(out, A[x * n : (x + C * HW) * n], Co, c0, C, HW, lo, hi)
+        c0 += C
+
+
+@njit(**JIT)
+def _concat_backward_chunk(c, nch, A, row, n):
+    lo, hi = chunk(c, nch, n)
+    Co, HW = row[abi.OC], row[abi.OH] * row[abi.OW]
+    dy, c0 = row[abi.DOUT] * n, 0
+    dout = A[dy : dy + n * Co * HW]
+    for j in range(row[abi.NIN]):
+        _, dx, C, _, _ = inp(row, j)
+        if dx >= 0:
+            concat_backward(A[dx * n : (dx + C * HW) * n], dout, Co, c0, C, HW, lo, hi)
+        c0 += C
+
+
+_concat_forward_chunks = parallel_chunks("concat_forward_chunks", _concat_forward_chunk)
+_concat_backward_chunks = parallel_chunks("concat_backward_chunks", _concat_backward_chunk)
+
+
+@njit(**JIT)
+def concat_row_forward(A, P, G, S, W, row, frow, n, training, seed):
+    work = n * row[abi.OC] * row[abi.OH] * row[abi.OW]
+    _concat_forward_chunks(nchunks(work, n), (A, row, n))
+
+
+@njit(**JIT)
+def concat_row_backward(A, P, G, S, W, row, frow, n, training, seed):
+    work = n * row[abi.OC] * row[abi.OH] * row[abi.OW]
+    _concat_backward_chunks(nchunks(work, n), (A, row, n))
+
+
+FLATTEN = flatten_row_forward, flatten_row_backward
+DROPOUT = dropout_row_forward, dropout_row_backward
+UPSAMPLE = upsample_row_forward, upsample_row_backward
+ADD = add_row_forward, add_row_backward
+CONCAT = concat_row_forward, concat_row_backward

@@ -1,199 +1,245 @@
-"""BN (batch normalisation) and LRN (local response normalisation across channels).
+"""BN (batch normalisation) and LRN (local response normalisation across channels) as pairs.
 
-BN works per channel (one chunk of channels per thread); sums are in float64 with a two-pass
+BN works per channel on (N, C, HW) arrays: `bn_forward` / `bn_backward` take channels [lo, hi)
+and the row adapter gives each thread a chunk of channels. Sums are in float64 with a two-pass
 variance. Training normalises with the batch statistics, updates the running mean and the
 running *unbiased* variance (torch), and saves mean and 1/std for backward, which recomputes
 xhat from the input. Inference, forward and backward, uses the running statistics.
 State layout at row[STATE]: running_mean (C), running_var (C), saved_mean (C), saved_invstd (C).
+`bn_backward` accumulates into dweight and dbias, and into dinp unless dinp is empty (size 0:
+nobody needs the input gradient).
 
 LRN (torch.nn.LocalResponseNorm): b_c = a_c * s_c^-beta, s_c = k + alpha/size * sum a_c'^2 over
-c' in [c - size//2, c + (size-1)//2]. Forward accumulates the window sums in the output, then
-scales; backward recomputes s per pixel into a small per-chunk scratch column.
+c' in [c - size//2, c + (size-1)//2]. `lrn_forward` / `lrn_backward` take samples [lo, hi) of
+(N, C, HW) arrays. Forward accumulates the window sums in the output, then scales; backward
+recomputes s per pixel into a small per-call scratch column.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from cnnc.compiler import abi
 
-from .common import U, chunk, inp, nchunks
-from .config import JIT, PJIT
-from .kinds import BN
+from .common import U, chunk, inp, nchunks, parallel_chunks
+from .config import JIT
+
+BN_FLOAT = abi.float_offsets("BN")
+LRN_ROW, LRN_FLOAT = abi.int_offsets("LRN"), abi.float_offsets("LRN")
 
 
 # ------------------------------------------------------------------------------------------ BN
 @njit(**JIT)
-def _bn_fwd_range(A, P, S, row, frow, n, training, lo, hi):
-    xo, _, C, H, W = inp(row, 0)
-    yo = row[abi.OUT]
-    HW, M = H * W, n * H * W
-    po, so = row[abi.PARAM], row[abi.STATE]
-    eps, mom = frow[0], frow[1]
+def bn_forward(
+    out, inp, weight, bias, running_mean, running_var, saved_mean, saved_invstd, N, C, HW, eps,
+    momentum, training, lo, hi,
+):  # fmt: skip
+    M = N * HW
     for c in range(lo, hi):
         if training:
             s = 0.0
-            for b in range(n):
-                base = xo * n + (b * C + c) * HW
+            for b in range(N):
+                base = (b * C + c) * HW
                 for i in range(base, base + HW):
-                    s += A[U(i)]
+                    s += inp[U(i)]
             mean = s / M
             v = 0.0
-            for b in range(n):
-                base = xo * n + (b * C + c) * HW
+            for b in range(N):
+                base = (b * C + c) * HW
                 for i in range(base, base + HW):
-                    d = A[U(i)] - mean
+                    d = inp[U(i)] - mean
                     v += d * d
             var = v / M
             invstd = 1.0 / np.sqrt(var + eps)
             unbiased = var * M / (M - 1) if M > 1 else var
-            S[so + c] = (1.0 - mom) * S[so + c] + mom * mean
-            S[so + C + c] = (1.0 - mom) * S[so + C + c] + mom * unbiased
-            S[so + 2 * C + c] = mean
-            S[so + 3 * C + c] = invstd
+            running_mean[c] = (1.0 - momentum) * running_mean[c] + momentum * mean
+            running_var[c] = (1.0 - momentum) * running_var[c] + momentum * unbiased
+            saved_mean[c] = mean
+            saved_invstd[c] = invstd
         else:
-            mean = np.float64(S[so + c])
-            invstd = 1.0 / np.sqrt(S[so + C + c] + eps)
+            mean = np.float64(running_mean[c])
+            invstd = 1.0 / np.sqrt(running_var[c] + eps)
         m32 = np.float32(mean)
-        scale = np.float32(P[po + c] * invstd)
-        shift = P[po + C + c]
-        for b in range(n):
-            xb, yb = xo * n + (b * C + c) * HW, yo * n + (b * C + c) * HW
+        scale = np.float32(weight[c] * invstd)
+        shift = bias[c]
+        for b in range(N):
+            base = (b * C + c) * HW
             for i in range(HW):
-                A[U(yb + i)] = (A[U(xb + i)] - m32) * scale + shift
+                out[U(base + i)] = (inp[U(base + i)] - m32) * scale + shift
 
 
 @njit(**JIT)
-def _bn_bwd_range(A, P, G, S, row, frow, n, training, lo, hi):
-    xo, dxo, C, H, W = inp(row, 0)
-    dyo = row[abi.DOUT]
-    HW, M = H * W, n * H * W
-    po, so = row[abi.PARAM], row[abi.STATE]
+def bn_backward(
+    dinp, dweight, dbias, dout, inp, weight, running_mean, running_var, saved_mean, saved_invstd,
+    N, C, HW, eps, training, lo, hi,
+):  # fmt: skip
+    M = N * HW
     for c in range(lo, hi):
         if training:
-            mean, invstd = np.float64(S[so + 2 * C + c]), np.float64(S[so + 3 * C + c])
+            mean, invstd = np.float64(saved_mean[c]), np.float64(saved_invstd[c])
         else:
-            mean = np.float64(S[so + c])
-            invstd = 1.0 / np.sqrt(S[so + C + c] + frow[0])
+            mean = np.float64(running_mean[c])
+            invstd = 1.0 / np.sqrt(running_var[c] + eps)
         sdy, sdyx = 0.0, 0.0
-        for b in range(n):
-            xb, db = xo * n + (b * C + c) * HW, dyo * n + (b * C + c) * HW
+        for b in range(N):
+            base = (b * C + c) * HW
             for i in range(HW):
-                g = np.float64(A[U(db + i)])
+                g = np.float64(dout[U(base + i)])
                 sdy += g
-                sdyx += g * (A[U(xb + i)] - mean)
+                sdyx += g * (inp[U(base + i)] - mean)
         dgamma = sdyx * invstd
-        G[po + c] += dgamma
-        G[po + C + c] += sdy
-        if dxo < 0:
+        dweight[c] += dgamma
+        dbias[c] += sdy
+        if dinp.size == 0:
             continue
         # training: dx = k * (dy - sdy / M - xhat * dgamma / M), k = gamma * invstd
-        k = P[po + c] * invstd
+        k = weight[c] * invstd
         a, m32 = np.float32(k), np.float32(mean)
         b0 = np.float32(-k * sdy / M) if training else np.float32(0.0)
         b1 = np.float32(-k * invstd * dgamma / M) if training else np.float32(0.0)
-        for b in range(n):
-            xb, db = xo * n + (b * C + c) * HW, dyo * n + (b * C + c) * HW
-            gb = dxo * n + (b * C + c) * HW
+        for b in range(N):
+            base = (b * C + c) * HW
             for i in range(HW):
-                A[U(gb + i)] += a * A[U(db + i)] + b1 * (A[U(xb + i)] - m32) + b0
+                j = base + i
+                dinp[U(j)] += a * dout[U(j)] + b1 * (inp[U(j)] - m32) + b0
 
 
+# ----------------------------------------------------------------------------------------- LRN
 @njit(**JIT)
-def _lrn_fwd_range(A, row, frow, n, lo, hi):
-    xo, _, C, H, W = inp(row, 0)
-    yo, HW = row[abi.OUT], H * W
-    size = row[abi.ATTR]
-    alpha, beta, k = frow[0], frow[1], frow[2]
+def lrn_forward(out, inp, C, HW, size, alpha, beta, k, lo, hi):
     a, bef, aft = alpha / size, size // 2, (size - 1) // 2
     for s in range(lo, hi):
-        x, y = xo * n + s * C * HW, yo * n + s * C * HW
-        A[y : y + C * HW] = 0.0
-        for c in range(C):  # y[c] = sum of x^2 over the window of c
+        x = s * C * HW
+        out[x : x + C * HW] = 0.0
+        for c in range(C):  # out[c] = sum of x^2 over the window of c
             for c2 in range(max(c - bef, 0), min(c + aft + 1, C)):
                 for i in range(HW):
-                    v = A[U(x + c2 * HW + i)]
-                    A[U(y + c * HW + i)] += v * v
-        for i in range(C * HW):
-            A[U(y + i)] = A[U(x + i)] * (k + a * A[U(y + i)]) ** -beta
+                    v = inp[U(x + c2 * HW + i)]
+                    out[U(x + c * HW + i)] += v * v
+        for i in range(x, x + C * HW):
+            out[U(i)] = inp[U(i)] * (k + a * out[U(i)]) ** -beta
 
 
 @njit(**JIT)
-def _lrn_bwd_range(A, row, frow, n, lo, hi):
-    xo, dxo, C, H, W = inp(row, 0)
-    dyo, HW = row[abi.DOUT], H * W
-    size = row[abi.ATTR]
-    alpha, beta, k = frow[0], frow[1], frow[2]
+def lrn_backward(dinp, dout, inp, C, HW, size, alpha, beta, k, lo, hi):
     a, bef, aft = alpha / size, size // 2, (size - 1) // 2
     sc = np.empty(C)  # s_c, then t_c = dy_c x_c s_c^(-beta-1)
     t = np.empty(C)
     for s in range(lo, hi):
-        x, dy, dx = xo * n + s * C * HW, dyo * n + s * C * HW, dxo * n + s * C * HW
+        x = s * C * HW
         for p in range(HW):
             for c in range(C):
                 q = 0.0
                 for c2 in range(max(c - bef, 0), min(c + aft + 1, C)):
-                    v = np.float64(A[U(x + c2 * HW + p)])
+                    v = np.float64(inp[U(x + c2 * HW + p)])
                     q += v * v
                 sc[c] = k + a * q
-                t[c] = A[U(dy + c * HW + p)] * A[U(x + c * HW + p)] * sc[c] ** (-beta - 1.0)
+                i = x + c * HW + p
+                t[c] = dout[U(i)] * inp[U(i)] * sc[c] ** (-beta - 1.0)
             for j in range(C):
                 q = 0.0
                 for c in range(max(j - aft, 0), min(j + bef + 1, C)):
                     q += t[c]
-                i = j * HW + p
-                A[U(dx + i)] += A[U(dy + i)] * sc[j] ** -beta - 2.0 * a * beta * A[U(x + i)] * q
+                i = x + j * HW + p
+                dinp[U(i)] += dout[U(i)] * sc[j] ** -beta - 2.0 * a * beta * inp[U(i)] * q
 
 
-# ------------------------------------------------------------------------------- entry points
+# ------------------------------------------------------------------------------- row adapters
 @njit(**JIT)
-def _split(row, n):
-    """(items, work): BN works on channels, LRN on samples."""
-    m = n * row[abi.OC] * row[abi.OH] * row[abi.OW]
-    if row[abi.KIND] == BN:
-        return row[abi.OC], 3 * m
-    return n, row[abi.ATTR] * m
+def _bn_state(state, C):
+    """(running_mean, running_var, saved_mean, saved_invstd) views of a BN step's 4C state."""
+    return state[:C], state[C : 2 * C], state[2 * C : 3 * C], state[3 * C :]
 
 
 @njit(**JIT)
-def _forward_chunk(c, nch, items, A, P, S, row, frow, n, training):
-    lo, hi = chunk(c, nch, items)
-    if row[abi.KIND] == BN:
-        _bn_fwd_range(A, P, S, row, frow, n, training, lo, hi)
-    else:
-        _lrn_fwd_range(A, row, frow, n, lo, hi)
+def _bn_forward_chunk(c, nch, out, inp, weight, bias, state, N, C, HW, eps, momentum, training):
+    lo, hi = chunk(c, nch, C)
+    rmean, rvar, smean, sinv = _bn_state(state, C)
+    bn_forward(
+        out, inp, weight, bias, rmean, rvar, smean, sinv, N, C, HW, eps, momentum, training, lo, hi
+    )
 
 
 @njit(**JIT)
-def _backward_chunk(c, nch, items, A, P, G, S, row, frow, n, training):
-    lo, hi = chunk(c, nch, items)
-    if row[abi.KIND] == BN:
-        _bn_bwd_range(A, P, G, S, row, frow, n, training, lo, hi)
-    elif row[abi.IN + abi.IN_DOFF] >= 0:
-        _lrn_bwd_range(A, row, frow, n, lo, hi)
+def _bn_backward_chunk(
+    c, nch, dinp, dweight, dbias, dout, inp, weight, state, N, C, HW, eps, training
+):
+    lo, hi = chunk(c, nch, C)
+    rmean, rvar, smean, sinv = _bn_state(state, C)
+    bn_backward(
+        dinp, dweight, dbias, dout, inp, weight, rmean, rvar, smean, sinv, N, C, HW, eps, training,
+        lo, hi,
+    )  # fmt: skip
 
 
-@njit(**PJIT)
-def forward(A, P, G, S, W, row, frow, n, training, seed):
-    """BN: one chunk of channels per thread; LRN: one chunk of samples per thread."""
-    items, work = _split(row, n)
-    nch = nchunks(work, items)
-    if nch == 1:
-        _forward_chunk(np.int64(0), nch, items, A, P, S, row, frow, n, training)
-    else:
-        for c in prange(nch):
-            _forward_chunk(np.int64(c), nch, items, A, P, S, row, frow, n, training)
+_bn_forward_chunks = parallel_chunks("bn_forward_chunks", _bn_forward_chunk)
+_bn_backward_chunks = parallel_chunks("bn_backward_chunks", _bn_backward_chunk)
 
 
-@njit(**PJIT)
-def backward(A, P, G, S, W, row, frow, n, training, seed):
-    items, work = _split(row, n)
-    nch = nchunks(work, items)
-    if nch == 1:
-        _backward_chunk(np.int64(0), nch, items, A, P, G, S, row, frow, n, training)
-    else:
-        for c in prange(nch):
-            _backward_chunk(np.int64(c), nch, items, A, P, G, S, row, frow, n, training)
+@njit(**JIT)
+def bn_row_forward(A, P, G, S, W, row, frow, n, training, seed):
+    x, _, C, H, Wd = inp(row, 0)
+    y, po, m = row[abi.OUT] * n, row[abi.PARAM], n * C * H * Wd
+    so = row[abi.STATE]
+    args = (
+        A[y : y + m], A[x * n : x * n + m], P[po : po + C], P[po + C : po + 2 * C],
+        S[so : so + 4 * C], n, C, H * Wd, frow[BN_FLOAT.eps], frow[BN_FLOAT.momentum], training,
+    )  # fmt: skip
+    _bn_forward_chunks(nchunks(3 * m, C), args)
 
 
-bn_forward = lrn_forward = forward
-bn_backward = lrn_backward = backward
+@njit(**JIT)
+def bn_row_backward(A, P, G, S, W, row, frow, n, training, seed):
+    x, dx, C, H, Wd = inp(row, 0)
+    dy, po, m = row[abi.DOUT] * n, row[abi.PARAM], n * C * H * Wd
+    so = row[abi.STATE]
+    dinp = A[dx * n : dx * n + m] if dx >= 0 else A[:0]
+    args = (
+        dinp, G[po : po + C], G[po + C : po + 2 * C], A[dy : dy + m], A[x * n : x * n + m],
+        P[po : po + C], S[so : so + 4 * C], n, C, H * Wd, frow[BN_FLOAT.eps], training,
+    )  # fmt: skip
+    _bn_backward_chunks(nchunks(3 * m, C), args)
+
+
+@njit(**JIT)
+def _lrn_forward_chunk(c, nch, N, out, inp, C, HW, size, alpha, beta, k):
+    lo, hi = chunk(c, nch, N)
+    lrn_forward(out, inp, C, HW, size, alpha, beta, k, lo, hi)
+
+
+@njit(**JIT)
+def _lrn_backward_chunk(c, nch, N, dinp, dout, inp, C, HW, size, alpha, beta, k):
+    lo, hi = chunk(c, nch, N)
+    lrn_backward(dinp, dout, inp, C, HW, size, alpha, beta, k, lo, hi)
+
+
+_lrn_forward_chunks = parallel_chunks("lrn_forward_chunks", _lrn_forward_chunk)
+_lrn_backward_chunks = parallel_chunks("lrn_backward_chunks", _lrn_backward_chunk)
+
+
+@njit(**JIT)
+def _lrn_floats(frow):
+    return frow[LRN_FLOAT.alpha], frow[LRN_FLOAT.beta], frow[LRN_FLOAT.k]
+
+
+@njit(**JIT)
+def lrn_row_forward(A, P, G, S, W, row, frow, n, training, seed):
+    x, _, C, H, Wd = inp(row, 0)
+    y, size, m = row[abi.OUT] * n, row[LRN_ROW.size], n * C * H * Wd
+    alpha, beta, k = _lrn_floats(frow)
+    args = (n, A[y : y + m], A[x * n : x * n + m], C, H * Wd, size, alpha, beta, k)
+    _lrn_forward_chunks(nchunks(size * m, n), args)
+
+
+@njit(**JIT)
+def lrn_row_backward(A, P, G, S, W, row, frow, n, training, seed):
+    x, dx, C, H, Wd = inp(row, 0)
+    if dx < 0:
+        return
+    dy, size, m = row[abi.DOUT] * n, row[LRN_ROW.size], n * C * H * Wd
+    alpha, beta, k = _lrn_floats(frow)
+    dinp, dout, xs = A[dx * n : dx * n + m], A[dy : dy + m], A[x * n : x * n + m]
+    _lrn_backward_chunks(nchunks(size * m, n), (n, dinp, dout, xs, C, H * Wd, size, alpha, beta, k))
+
+
+BN = bn_row_forward, bn_row_backward
+LRN = lrn_row_forward, lrn_row_backward

@@ -1,29 +1,24 @@
-"""POOL: max / avg / sum pooling, one (sample, channel) plane per work item.
+"""POOL: max / avg / sum pooling as a forward/backward pair over (sample, channel) planes.
 
-Windows are clipped to the input (max ignores padding, as with torch's -inf padding); the avg
-divisor is torch's: the window clipped to [-pad, size + pad) with count_include_pad, else the
-number of real elements. Max backward recomputes the window and routes the gradient to the first
-maximum, so no index buffer is needed.
+`pool_forward(out, inp, ...)` and `pool_backward(dinp, dout, inp, ...)` work on planes [lo, hi)
+of (planes, H, W) inputs and (planes, Ho, Wo) outputs; backward accumulates into dinp. Windows
+are clipped to the input (max ignores padding, as with torch's -inf padding); the avg divisor is
+torch's: the window clipped to [-pad, size + pad) with count_pad, else the number of real
+elements. Max backward recomputes the window and routes the gradient to the first maximum, so no
+index buffer is needed. The row adapter gives each thread a chunk of planes.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from cnnc.compiler import abi
+from cnnc.compiler.layers import POOL_MODES
 
-from .common import U, chunk, inp, nchunks, out
-from .config import JIT, PJIT
+from .common import U, chunk, inp, nchunks, out, parallel_chunks
+from .config import JIT
 
-MAX, AVG, SUM = 0, 1, 2
-
-
-@njit(**JIT)
-def _attrs(row):
-    a = abi.ATTR
-    return (
-        row[a], row[a + 1], row[a + 2], row[a + 3],
-        row[a + 4], row[a + 5], row[a + 6], row[a + 7],
-    )  # fmt: skip
+MAX, AVG, SUM = POOL_MODES["max"], POOL_MODES["avg"], POOL_MODES["sum"]
+POOL_ROW = abi.int_offsets("POOL")
 
 
 @njit(**JIT)
@@ -36,21 +31,21 @@ def _window(o, stride, pad, k, size):
 
 
 @njit(**JIT)
-def _divisor(mode, cip, hlo, hhi, hpad, wlo, whi, wpad):
+def _divisor(mode, count_pad, hlo, hhi, hpad, wlo, whi, wpad):
     if mode == SUM:
         return 1.0
-    if cip:
+    if count_pad:
         return float(hpad * wpad)
     return float((hhi - hlo) * (whi - wlo))
 
 
 @njit(**JIT)
-def _argmax(A, x, W, hlo, hhi, wlo, whi):
-    """Flat index (in the plane) of the first maximum of the window; NaN wins, as in torch."""
+def _argmax(inp, x, W, hlo, hhi, wlo, whi):
+    """Flat index (in the plane at x) of the first maximum of the window; NaN wins, as in torch."""
     best, m = hlo * W + wlo, -np.inf
     for h in range(hlo, hhi):
         for w in range(wlo, whi):
-            v = A[U(x + h * W + w)]
+            v = inp[U(x + h * W + w)]
             if v > m or np.isnan(v):
                 m, best = v, h * W + w
                 if np.isnan(v):
@@ -59,84 +54,104 @@ def _argmax(A, x, W, hlo, hhi, wlo, whi):
 
 
 @njit(**JIT)
-def _fwd(A, row, n, lo, hi):
-    xo, _, C, H, W = inp(row, 0)
-    yo, _, _, Ho, Wo = out(row)
-    kh, kw, sh, sw, ph, pw, mode, cip = _attrs(row)
+def pool_forward(
+    out, inp, H, W, Ho, Wo, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, mode,
+    count_pad, lo, hi,
+):  # fmt: skip
     for q in range(lo, hi):  # plane q = sample * C + channel
-        x, y = xo * n + q * H * W, yo * n + q * Ho * Wo
+        x, y = q * H * W, q * Ho * Wo
         for oh in range(Ho):
-            hlo, hhi, hpad = _window(oh, sh, ph, kh, H)
+            hlo, hhi, hpad = _window(oh, stride_h, pad_h, kernel_h, H)
             for ow in range(Wo):
-                wlo, whi, wpad = _window(ow, sw, pw, kw, W)
+                wlo, whi, wpad = _window(ow, stride_w, pad_w, kernel_w, W)
                 if hlo >= hhi or wlo >= whi:
-                    A[U(y + oh * Wo + ow)] = -np.inf if mode == MAX else 0.0
+                    out[U(y + oh * Wo + ow)] = -np.inf if mode == MAX else 0.0
                 elif mode == MAX:
-                    A[U(y + oh * Wo + ow)] = A[U(x + _argmax(A, x, W, hlo, hhi, wlo, whi))]
+                    out[U(y + oh * Wo + ow)] = inp[U(x + _argmax(inp, x, W, hlo, hhi, wlo, whi))]
                 else:
                     s = 0.0
                     for h in range(hlo, hhi):
                         for w in range(wlo, whi):
-                            s += A[U(x + h * W + w)]
-                    A[U(y + oh * Wo + ow)] = s / _divisor(mode, cip, hlo, hhi, hpad, wlo, whi, wpad)
+                            s += inp[U(x + h * W + w)]
+                    d = _divisor(mode, count_pad, hlo, hhi, hpad, wlo, whi, wpad)
+                    out[U(y + oh * Wo + ow)] = s / d
 
 
 @njit(**JIT)
-def _bwd(A, row, n, lo, hi):
-    xo, dxo, C, H, W = inp(row, 0)
-    _, dyo, _, Ho, Wo = out(row)
-    kh, kw, sh, sw, ph, pw, mode, cip = _attrs(row)
+def pool_backward(
+    dinp, dout, inp, H, W, Ho, Wo, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, mode,
+    count_pad, lo, hi,
+):  # fmt: skip
     for q in range(lo, hi):
-        x, dx, dy = xo * n + q * H * W, dxo * n + q * H * W, dyo * n + q * Ho * Wo
+        x, dy = q * H * W, q * Ho * Wo
         for oh in range(Ho):
-            hlo, hhi, hpad = _window(oh, sh, ph, kh, H)
+            hlo, hhi, hpad = _window(oh, stride_h, pad_h, kernel_h, H)
             for ow in range(Wo):
-                wlo, whi, wpad = _window(ow, sw, pw, kw, W)
+                wlo, whi, wpad = _window(ow, stride_w, pad_w, kernel_w, W)
                 if hlo >= hhi or wlo >= whi:
                     continue
-                g = A[U(dy + oh * Wo + ow)]
+                g = dout[U(dy + oh * Wo + ow)]
                 if mode == MAX:
-                    A[U(dx + _argmax(A, x, W, hlo, hhi, wlo, whi))] += g
+                    dinp[U(x + _argmax(inp, x, W, hlo, hhi, wlo, whi))] += g
                 else:
-                    g = np.float32(g / _divisor(mode, cip, hlo, hhi, hpad, wlo, whi, wpad))
+                    d = _divisor(mode, count_pad, hlo, hhi, hpad, wlo, whi, wpad)
+                    g = np.float32(g / d)
                     for h in range(hlo, hhi):
                         for w in range(wlo, whi):
-                            A[U(dx + h * W + w)] += g
+                            dinp[U(x + h * W + w)] += g
+
+
+# ------------------------------------------------------------------------------- row adapters
+@njit(**JIT)
+def _window_attrs(row):
+    """(kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, mode, count_pad) of a POOL row."""
+    return (
+        row[POOL_ROW.kernel_h], row[POOL_ROW.kernel_w], row[POOL_ROW.stride_h],
+        row[POOL_ROW.stride_w], row[POOL_ROW.pad_h], row[POOL_ROW.pad_w], row[POOL_ROW.mode],
+        row[POOL_ROW.count_pad],
+    )  # fmt: skip
 
 
 @njit(**JIT)
-def _split(row, n):
-    """(planes, work): one (sample, channel) plane per item."""
-    planes = n * row[abi.OC]
-    return planes, planes * row[abi.OH] * row[abi.OW] * row[abi.ATTR] * row[abi.ATTR + 1]
+def _forward_chunk(c, nch, planes, out, inp, H, W, Ho, Wo, row):
+    lo, hi = chunk(c, nch, planes)
+    kh, kw, sh, sw, ph, pw, mode, count_pad = _window_attrs(row)
+    pool_forward(out, inp, H, W, Ho, Wo, kh, kw, sh, sw, ph, pw, mode, count_pad, lo, hi)
 
 
-@njit(**PJIT)
-def forward(A, P, G, S, W, row, frow, n, training, seed):
-    planes, work = _split(row, n)
-    nch = nchunks(work, planes)
-    if nch == 1:
-        lo, hi = chunk(np.int64(0), nch, planes)
-        _fwd(A, row, n, lo, hi)
-    else:
-        for c in prange(nch):
-            lo, hi = chunk(np.int64(c), nch, planes)
-            _fwd(A, row, n, lo, hi)
+@njit(**JIT)
+def _backward_chunk(c, nch, planes, dinp, dout, inp, H, W, Ho, Wo, row):
+    lo, hi = chunk(c, nch, planes)
+    kh, kw, sh, sw, ph, pw, mode, count_pad = _window_attrs(row)
+    pool_backward(dinp, dout, inp, H, W, Ho, Wo, kh, kw, sh, sw, ph, pw, mode, count_pad, lo, hi)
 
 
-@njit(**PJIT)
-def backward(A, P, G, S, W, row, frow, n, training, seed):
-    if row[abi.IN + abi.IN_DOFF] < 0:
+_forward_chunks = parallel_chunks("pool_forward_chunks", _forward_chunk)
+_backward_chunks = parallel_chunks("pool_backward_chunks", _backward_chunk)
+
+
+@njit(**JIT)
+def pool_row_forward(A, P, G, S, W, row, frow, n, training, seed):
+    x, _, C, H, Wd = inp(row, 0)
+    y, _, _, Ho, Wo = out(row)
+    planes = n * C
+    work = planes * Ho * Wo * row[POOL_ROW.kernel_h] * row[POOL_ROW.kernel_w]
+    xs, ys = A[x * n : (x + C * H * Wd) * n], A[y * n : (y + C * Ho * Wo) * n]
+    _forward_chunks(nchunks(work, planes), (planes, ys, xs, H, Wd, Ho, Wo, row))
+
+
+@njit(**JIT)
+def pool_row_backward(A, P, G, S, W, row, frow, n, training, seed):
+    x, dx, C, H, Wd = inp(row, 0)
+    if dx < 0:
         return
-    planes, work = _split(row, n)
-    nch = nchunks(work, planes)
-    if nch == 1:
-        lo, hi = chunk(np.int64(0), nch, planes)
-        _bwd(A, row, n, lo, hi)
-    else:
-        for c in prange(nch):
-            lo, hi = chunk(np.int64(c), nch, planes)
-            _bwd(A, row, n, lo, hi)
+    _, dy, _, Ho, Wo = out(row)
+    planes = n * C
+    work = planes * Ho * Wo * row[POOL_ROW.kernel_h] * row[POOL_ROW.kernel_w]
+    m, mo = C * H * Wd * n, C * Ho * Wo * n
+    dxs, dys, xs = A[dx * n : dx * n + m], A[dy * n : dy * n + mo], A[x * n : x * n + m]
+    args = (planes, dxs, dys, xs, H, Wd, Ho, Wo, row)
+    _backward_chunks(nchunks(work, planes), args)
 
 
-pool_forward, pool_backward = forward, backward
+POOL = pool_row_forward, pool_row_backward

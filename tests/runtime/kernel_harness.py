@@ -1,152 +1,147 @@
-"""Run one kernel step built by hand from the plan ABI, and float64 numpy references.
+"""Run one kernel step as a plan would, from the layer as a user writes it; float64 references.
 
-`Step` lays out one step's arena (inputs, input gradients, output, output gradient, aux) at
-per-sample offsets with guard gaps, fills everything with random values, and runs the kernel's
-forward or backward exactly as the executor would. The references below are written for
-clarity, not speed: loops and einsum over float64 arrays shaped (n, C, H, W).
+`resolve("CONV 4@3x3 p1", "3x9x8")` reads the layer through the compiler (parse, expand) and asks
+its registry entry for everything else: the output shape and the attributes the shape rule
+resolved, the parameter and buffer shapes, the state and workspace sizes, whether it keeps an
+aux buffer, and the row's integers and floats. `Step` lays that step out by hand from
+compiler/abi.py, with its own arenas: every tensor at a per-sample offset with guard gaps between
+them (to catch writes out of bounds), everything filled with random values, and runs the kernel's
+forward or backward exactly as the executor would.
+
+The references below are written for clarity, not speed: loops and einsum over float64 arrays
+shaped (n, C, H, W). They read attributes by name from the resolved attrs (`a["stride"]`,
+`a["groups"]`), never by row position.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numba
 import numpy as np
 
 from cnnc.compiler import abi
-from cnnc.compiler.layers import REGISTRY
-from cnnc.runtime.table import KERNELS, KIND_ORDER
-
-
-def workspace_size(kind, ints, in_shape, out_shape):
-    """The compiler's per-thread workspace rule for a step given by its ABI integers."""
-    attrs = {"kernel": (ints[0], ints[1]), "groups": ints[8]} if kind in ("CONV", "DECONV") else {}
-    return REGISTRY[kind].workspace(attrs, [tuple(in_shape)], tuple(out_shape))
-
+from cnnc.compiler.expand import expand
+from cnnc.compiler.layers import REGISTRY, LayerKind, Shape, fmt, numel
+from cnnc.compiler.syntax import parse
+from cnnc.runtime.table import KERNELS
 
 GUARD = 3  # per-sample floats left between tensors, to catch writes out of bounds
 
 
-# ---------------------------------------------------------------------------- shapes & params
+# ------------------------------------------------------------------------ the layer, resolved
 
 
-def conv_out(size, k, s, p, d):
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+def shapes(ins: str | list[str]) -> tuple[Shape, ...]:
+    """`"3x9x8"` -> ((3, 9, 8),); `["3x5x4", "2x5x4"]` -> ((3, 5, 4), (2, 5, 4))."""
+    items = [ins] if isinstance(ins, str) else ins
+    return tuple(tuple(int(d) for d in s.split("x")) for s in items)
 
 
-def pool_out(size, k, s, p, ceil):
-    """torch's pooling output size (ceil mode: the last window must start inside)."""
-    num = size + 2 * p - k
-    out = (-(-num // s) if ceil else num // s) + 1
-    if ceil and (out - 1) * s >= size + p:
-        out -= 1
-    return out
+def chw(shape: Shape) -> tuple[int, int, int]:
+    """The ABI's view of a tensor: flat vectors are (F, 1, 1)."""
+    return tuple(shape) if len(shape) == 3 else (shape[0], 1, 1)
 
 
-def out_shape(kind, ins, ints, ceil=False):
-    c, h, w = ins[0]
-    if kind == "CONV":
-        kh, kw, sh, sw, ph, pw, dh, dw, _, _ = ints[:10]
-        return ints[10], conv_out(h, kh, sh, ph, dh), conv_out(w, kw, sw, pw, dw)
-    if kind == "DECONV":
-        kh, kw, sh, sw, ph, pw, dh, dw, _, _, oph, opw = ints[:12]
-        o = ints[12]
-        return (
-            o,
-            (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1,
-            (w - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1,
-        )
-    if kind == "POOL":
-        kh, kw, sh, sw, ph, pw = ints[:6]
-        return c, pool_out(h, kh, sh, ph, ceil), pool_out(w, kw, sw, pw, ceil)
-    if kind == "FC":
-        return ints[1], 1, 1
-    if kind == "FLATTEN":
-        return c * h * w, 1, 1
-    if kind == "UPSAMPLE":
-        return c, h * ints[0], w * ints[1]
-    if kind == "CONCAT":
-        return sum(s[0] for s in ins), h, w
-    return c, h, w
+@dataclass(frozen=True)
+class Layer:
+    kind: LayerKind
+    attrs: dict  # as expand gives them, with what the shape rule resolved in their place
+    ins: tuple[Shape, ...]
+    out: Shape  # the registry's shape: (C, H, W), or (F,) for a flat vector
+    params: dict[str, Shape]  # weight first, then bias (the order lower.py packs them in)
+    buffers: dict[str, Shape]  # the first entries of the step's state (BN running stats)
 
 
-def param_shapes(kind, ins, ints, out):
-    """Parameter shapes, PyTorch layout: weight first, then bias."""
-    c, h, w = ins[0]
-    if kind == "CONV":
-        shapes = [(out[0], c // ints[8], ints[0], ints[1])]
-        return shapes + [(out[0],)] if ints[9] else shapes
-    if kind == "DECONV":
-        shapes = [(c, out[0] // ints[8], ints[0], ints[1])]
-        return shapes + [(out[0],)] if ints[9] else shapes
-    if kind == "FC":
-        shapes = [(out[0], c * h * w)]
-        return shapes + [(out[0],)] if ints[0] else shapes
-    if kind == "BN":
-        return [(c,), (c,)]
-    return []
+def resolve(text: str, ins: str | list[str]) -> Layer:
+    """The layer `text` on inputs `ins`, as check.py sees it: a one-layer spec, expanded."""
+    in_shapes = shapes(ins)
+    keyword, _, args = text.partition(" ")
+    kind = REGISTRY[keyword]
+    if kind.merge:  # a merge takes branches, not the tensor before it: `CONCAT(in, in) args`
+        text = f"{keyword}({', '.join(['in'] * len(in_shapes))}) {args}"
+    node = expand(parse(f"input {fmt(in_shapes[0])}\n{text}")).nodes[-1]
+    inferred = kind.shape(node.attrs, list(in_shapes))
+    attrs = {**node.attrs, **inferred.resolved}
+    out = inferred.shape
+    return Layer(
+        kind,
+        attrs,
+        in_shapes,
+        out,
+        kind.params(attrs, list(in_shapes), out),
+        kind.buffers(attrs, list(in_shapes), out),
+    )
 
 
-# Kernels take only the ABI's INT_ATTRS; test cases append the output channel count for CONV,
-# DECONV (ints[10] / ints[12]) and FC (ints[1]), which the compiler puts in row[OC] instead.
-N_ABI_INTS = {"CONV": 10, "DECONV": 12, "FC": 1}
+def _views(arena: np.ndarray, offset: int, named: dict[str, Shape]) -> dict[str, np.ndarray]:
+    views = {}
+    for name, shape in named.items():
+        views[name] = arena[offset : offset + numel(shape)].reshape(shape)
+        offset += numel(shape)
+    return views
 
 
 class Step:
     """One step of a plan: arenas, row and frow, laid out by hand from compiler/abi.py."""
 
-    def __init__(self, kind, ins, ints=(), floats=(), n=2, ceil=False, rng=None, need_dx=None):
+    def __init__(self, text, ins, n=2, need_dx=None, rng=None):
         rng = rng if rng is not None else np.random.default_rng(0)
-        self.kind, self.n, self.ints, self.floats = kind, n, tuple(ints), tuple(floats)
-        self.in_shapes = [tuple(s) for s in ins]
-        self.out_shape = tuple(out_shape(kind, self.in_shapes, ints, ceil))
-        need_dx = need_dx if need_dx is not None else [True] * len(ins)
+        layer = resolve(text, ins)
+        kind = layer.kind
+        self.layer, self.kind, self.attrs, self.n = layer, kind.name, layer.attrs, n
+        self.in_shapes = [chw(s) for s in layer.ins]
+        self.out_shape = chw(layer.out)
+        need_dx = need_dx if need_dx is not None else [True] * len(self.in_shapes)
         top = 0
 
         def alloc(shape):
             nonlocal top
             off = top + GUARD
-            top = off + int(np.prod(shape))
+            top = off + numel(shape)
             return off
 
         self.offs = [alloc(s) for s in self.in_shapes]
         self.doffs = [alloc(s) if d else -1 for s, d in zip(self.in_shapes, need_dx, strict=True)]
         self.yoff, self.dyoff = alloc(self.out_shape), alloc(self.out_shape)
-        self.auxoff = alloc(self.in_shapes[0]) if kind == "DROPOUT" else -1
+        self.auxoff = alloc(self.in_shapes[0]) if kind.aux else -1
         self.A = rng.standard_normal((top + GUARD) * n).astype(np.float32)
 
-        self.pshapes = param_shapes(kind, self.in_shapes, ints, self.out_shape)
-        psize = sum(int(np.prod(s)) for s in self.pshapes)
+        self.pshapes = list(layer.params.values())
+        psize = sum(numel(s) for s in self.pshapes)
         self.poff = 5
         self.P = rng.standard_normal(self.poff + psize + GUARD).astype(np.float32)
         self.G = rng.standard_normal(self.P.size).astype(np.float32)
-        if kind == "BN":
+        if self.kind == "BN":
             c = self.in_shapes[0][0]
             self.P[self.poff : self.poff + c] = rng.uniform(0.5, 1.5, c)  # gamma
         self.soff = 4
-        nstate = 4 * self.in_shapes[0][0] if kind == "BN" else 0
-        self.S = rng.uniform(0.5, 1.5, self.soff + nstate + GUARD).astype(np.float32)
+        self.state_size = kind.state_size(layer.attrs, list(layer.ins), layer.out)
+        self.S = rng.uniform(0.5, 1.5, self.soff + self.state_size + GUARD).astype(np.float32)
 
-        abi_ints = tuple(ints)[: N_ABI_INTS.get(kind, len(ints))]
-        self.ws = workspace_size(kind, abi_ints, self.in_shapes[0], self.out_shape)
+        self.ws = kind.workspace(layer.attrs, list(layer.ins), layer.out)
         self.W = np.full(numba.config.NUMBA_NUM_THREADS * self.ws + 1, np.nan, np.float32)
 
-        row = np.zeros(abi.row_width(len(ins)), np.int64)
-        row[abi.KIND], row[abi.NIN] = KIND_ORDER.index(kind), len(ins)
+        row = np.zeros(abi.row_width(len(self.in_shapes)), np.int64)
+        row[abi.KIND], row[abi.NIN] = abi.KIND_INDEX[self.kind], len(self.in_shapes)
         row[abi.OUT], row[abi.DOUT] = self.yoff, self.dyoff
         row[abi.OC], row[abi.OH], row[abi.OW] = self.out_shape
         row[abi.PARAM], row[abi.STATE], row[abi.AUX] = self.poff, self.soff, self.auxoff
         row[abi.WS] = self.ws
-        row[abi.ATTR : abi.ATTR + len(abi_ints)] = abi_ints
+        attr_ints = kind.int_values(layer.attrs)
+        row[abi.ATTR : abi.ATTR + len(attr_ints)] = attr_ints
         for j, shape in enumerate(self.in_shapes):
             b = abi.IN + abi.IN_STRIDE * j
             row[b + abi.IN_OFF], row[b + abi.IN_DOFF] = self.offs[j], self.doffs[j]
             row[b + abi.IN_C], row[b + abi.IN_H], row[b + abi.IN_W] = shape
         self.row = row
+        attr_floats = kind.float_values(layer.attrs)
         self.frow = np.zeros(abi.N_FLOAT, np.float64)
-        self.frow[: len(floats)] = floats
+        self.frow[: len(attr_floats)] = attr_floats
 
     # views into the arenas, as (n, C, H, W) blocks
     def _view(self, off, shape):
-        size = int(np.prod(shape))
+        size = numel(shape)
         return self.A[off * self.n : (off + size) * self.n].reshape(self.n, *shape)
 
     def x(self, j=0):
@@ -166,19 +161,18 @@ class Step:
 
     def params(self, arena=None):
         arena = self.P if arena is None else arena
-        out, o = [], self.poff
-        for s in self.pshapes:
-            m = int(np.prod(s))
-            out.append(arena[o : o + m].reshape(s))
-            o += m
-        return out
+        return list(_views(arena, self.poff, self.layer.params).values())
 
     def grads(self):
         return self.params(self.G)
 
     def state(self):
-        c = self.in_shapes[0][0]
-        return self.S[self.soff : self.soff + 4 * c].reshape(4, c)
+        """This step's state: its named buffers first (as lower.py lays them), then the rest."""
+        return self.S[self.soff : self.soff + self.state_size]
+
+    def buffers(self, state=None):
+        """The named buffers of `state` (default: the live state), e.g. BN's running_mean."""
+        return _views(self.state() if state is None else state, 0, self.layer.buffers)
 
     def run(self, backward=False, training=True, seed=0, n=None):
         f = KERNELS[self.kind][1 if backward else 0]
@@ -187,19 +181,25 @@ class Step:
 
 
 # --------------------------------------------------------------------------------- references
-# ref_forward(kind, xs, ps, ints, floats, ctx) -> y; ref_backward(...) -> (dxs, dps).
-# xs: float64 inputs (n, C, H, W); ps: parameters; ctx: per-kind extras (BN stats, dropout mask).
+# ref_forward(kind, xs, ps, a, ctx) -> y; ref_backward(...) -> (dxs, dps).
+# xs: float64 inputs (n, C, H, W); ps: parameters; a: the resolved attributes, by name;
+# ctx: per-kind extras (BN running stats, dropout mask, the output shape).
 
 
-def _patch(xp, i, j, ints, ho, wo):
-    sh, sw, dh, dw = ints[2], ints[3], ints[6], ints[7]
+def conv_out(size, k, s, p, d):
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _patch(xp, i, j, a, ho, wo):
+    (sh, sw), (dh, dw) = a["stride"], a["dilation"]
     rows = slice(i * dh, i * dh + sh * (ho - 1) + 1, sh)
     cols = slice(j * dw, j * dw + sw * (wo - 1) + 1, sw)
     return xp[:, :, rows, cols]
 
 
-def conv_ref(x, w, ints):
-    kh, kw, sh, sw, ph, pw, dh, dw, g = ints[:9]
+def conv_ref(x, w, a):
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = a["kernel"], a["stride"], a["pad"], a["dilation"]
+    g = a["groups"]
     n, c, h, wd = x.shape
     o = w.shape[0]
     ho, wo = conv_out(h, kh, sh, ph, dh), conv_out(wd, kw, sw, pw, dw)
@@ -208,16 +208,16 @@ def conv_ref(x, w, ints):
     cg, og = c // g, o // g
     for i in range(kh):
         for j in range(kw):
-            patch = _patch(xp, i, j, ints, ho, wo)
+            patch = _patch(xp, i, j, a, ho, wo)
             for q in range(g):
                 ci, oi = slice(q * cg, (q + 1) * cg), slice(q * og, (q + 1) * og)
                 y[:, oi] += np.einsum("nchw,oc->nohw", patch[:, ci], w[oi, :, i, j])
     return y
 
 
-def conv_ref_grad(x, w, dy, ints):
+def conv_ref_grad(x, w, dy, a):
     """(dx, dw) of sum(conv_ref(x, w) * dy)."""
-    kh, kw, sh, sw, ph, pw, dh, dw_, g = ints[:9]
+    (kh, kw), (ph, pw), g = a["kernel"], a["pad"], a["groups"]
     n, c, h, wd = x.shape
     o, ho, wo = dy.shape[1:]
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
@@ -225,7 +225,7 @@ def conv_ref_grad(x, w, dy, ints):
     cg, og = c // g, o // g
     for i in range(kh):
         for j in range(kw):
-            patch, dpatch = _patch(xp, i, j, ints, ho, wo), _patch(dxp, i, j, ints, ho, wo)
+            patch, dpatch = _patch(xp, i, j, a, ho, wo), _patch(dxp, i, j, a, ho, wo)
             for q in range(g):
                 ci, oi = slice(q * cg, (q + 1) * cg), slice(q * og, (q + 1) * og)
                 dpatch[:, ci] += np.einsum("nohw,oc->nchw", dy[:, oi], w[oi, :, i, j])
@@ -233,36 +233,37 @@ def conv_ref_grad(x, w, dy, ints):
     return dxp[:, :, ph : ph + h, pw : pw + wd], dw
 
 
-def _deconv_geometry(x_shape, ints):
+def _deconv_geometry(x_shape, a):
     """Output size of the transposed conv, and the size of the conv it is the adjoint of."""
-    kh, kw, sh, sw, ph, pw, dh, dw, g, _, oph, opw = ints[:12]
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = a["kernel"], a["stride"], a["pad"], a["dilation"]
+    oph, opw = a["outpad"]
     h, w = x_shape[2:]
     ho = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
     wo = (w - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
     return ho, wo, conv_out(ho, kh, sh, ph, dh), conv_out(wo, kw, sw, pw, dw)
 
 
-def deconv_ref(x, w, ints):
+def deconv_ref(x, w, a):
     """A transposed conv is the input-gradient of the conv from its output to its input."""
-    ho, wo, hc, wc = _deconv_geometry(x.shape, ints)
+    ho, wo, hc, wc = _deconv_geometry(x.shape, a)
     n, c, h, wd = x.shape
     xpad = np.zeros((n, c, hc, wc))  # output padding can make the adjoint conv's output larger
     xpad[:, :, :h, :wd] = x
-    o = w.shape[1] * ints[8]
-    return conv_ref_grad(np.zeros((n, o, ho, wo)), w, xpad, ints)[0]
+    o = w.shape[1] * a["groups"]
+    return conv_ref_grad(np.zeros((n, o, ho, wo)), w, xpad, a)[0]
 
 
-def deconv_ref_grad(x, w, dy, ints):
-    ho, wo, hc, wc = _deconv_geometry(x.shape, ints)
+def deconv_ref_grad(x, w, dy, a):
+    ho, wo, hc, wc = _deconv_geometry(x.shape, a)
     n, c, h, wd = x.shape
     xpad = np.zeros((n, c, hc, wc))
     xpad[:, :, :h, :wd] = x
-    dx = conv_ref(dy, w, ints)[:, :, :h, :wd]
-    return dx, conv_ref_grad(dy, w, xpad, ints)[1]
+    dx = conv_ref(dy, w, a)[:, :, :h, :wd]
+    return dx, conv_ref_grad(dy, w, xpad, a)[1]
 
 
-def _pool_windows(h, w, ints, ho, wo):
-    kh, kw, sh, sw, ph, pw = ints[:6]
+def _pool_windows(h, w, a, ho, wo):
+    (kh, kw), (sh, sw), (ph, pw) = a["kernel"], a["stride"], a["pad"]
     for oh in range(ho):
         for ow in range(wo):
             h0, w0 = oh * sh - ph, ow * sw - pw
@@ -272,35 +273,41 @@ def _pool_windows(h, w, ints, ho, wo):
             yield oh, ow, h0, h1, w0, w1, padded
 
 
-def pool_ref(x, ints, out):
-    mode, cip = ints[6], ints[7]
+def _pool_divisor(a, padded, real):
+    """torch's: 1 for sum; the window clipped to the padded input with count_pad, else the
+    number of real elements."""
+    if a["mode"] == "sum":
+        return 1
+    return padded if a["count_pad"] else real
+
+
+def pool_ref(x, a, out):
     n, c, h, w = x.shape
     y = np.zeros((n, c, *out[1:]))
-    for oh, ow, h0, h1, w0, w1, padded in _pool_windows(h, w, ints, *out[1:]):
+    for oh, ow, h0, h1, w0, w1, padded in _pool_windows(h, w, a, *out[1:]):
         win = x[:, :, h0:h1, w0:w1]
-        if mode == 0:
+        if a["mode"] == "max":
             y[:, :, oh, ow] = win.max(axis=(2, 3))
         else:
-            div = 1 if mode == 2 else (padded if cip else win.shape[2] * win.shape[3])
+            div = _pool_divisor(a, padded, win.shape[2] * win.shape[3])
             y[:, :, oh, ow] = win.sum(axis=(2, 3)) / div
     return y
 
 
-def pool_ref_grad(x, dy, ints):
-    mode, cip = ints[6], ints[7]
+def pool_ref_grad(x, dy, a):
     n, c, h, w = x.shape
     dx = np.zeros_like(x)
-    for oh, ow, h0, h1, w0, w1, padded in _pool_windows(h, w, ints, *dy.shape[2:]):
+    for oh, ow, h0, h1, w0, w1, padded in _pool_windows(h, w, a, *dy.shape[2:]):
         g = dy[:, :, oh, ow]
-        if mode == 0:  # the first maximum of the window takes the gradient
+        if a["mode"] == "max":  # the first maximum of the window takes the gradient
             win = x[:, :, h0:h1, w0:w1].reshape(n, c, -1)
             first = win.argmax(axis=2)
-            for a in range(n):
+            for s in range(n):
                 for b in range(c):
-                    i, j = divmod(first[a, b], w1 - w0)
-                    dx[a, b, h0 + i, w0 + j] += g[a, b]
+                    i, j = divmod(first[s, b], w1 - w0)
+                    dx[s, b, h0 + i, w0 + j] += g[s, b]
         else:
-            div = 1 if mode == 2 else (padded if cip else (h1 - h0) * (w1 - w0))
+            div = _pool_divisor(a, padded, (h1 - h0) * (w1 - w0))
             dx[:, :, h0:h1, w0:w1] += (g / div)[:, :, None, None]
     return dx
 
@@ -342,20 +349,21 @@ def _lrn_window(c, size, channels):
     return range(max(c - size // 2, 0), min(c + (size - 1) // 2 + 1, channels))
 
 
-def _lrn_scale(x, size, alpha, k):
+def _lrn_scale(x, a):
     s = np.zeros_like(x)
     for c in range(x.shape[1]):
-        for c2 in _lrn_window(c, size, x.shape[1]):
+        for c2 in _lrn_window(c, a["size"], x.shape[1]):
             s[:, c] += x[:, c2] ** 2
-    return k + alpha / size * s
+    return a["k"] + a["alpha"] / a["size"] * s
 
 
-def lrn_ref(x, size, alpha, beta, k):
-    return x * _lrn_scale(x, size, alpha, k) ** -beta
+def lrn_ref(x, a):
+    return x * _lrn_scale(x, a) ** -a["beta"]
 
 
-def lrn_ref_grad(x, dy, size, alpha, beta, k):
-    s = _lrn_scale(x, size, alpha, k)
+def lrn_ref_grad(x, dy, a):
+    size, alpha, beta = a["size"], a["alpha"], a["beta"]
+    s = _lrn_scale(x, a)
     dx = dy * s**-beta
     for c in range(x.shape[1]):  # y_c depends on x_j for every j in c's window
         coef = dy[:, c] * x[:, c] * -beta * s[:, c] ** (-beta - 1) * alpha / size
@@ -364,28 +372,28 @@ def lrn_ref_grad(x, dy, size, alpha, beta, k):
     return dx
 
 
-def ref_forward(kind, xs, ps, ints, floats, ctx):
+def ref_forward(kind, xs, ps, a, ctx):
     x = xs[0]
     n = x.shape[0]
     if kind == "CONV":
-        y = conv_ref(x, ps[0], ints)
-        return y + ps[1][:, None, None] if ints[9] else y
+        y = conv_ref(x, ps[0], a)
+        return y + ps[1][:, None, None] if a["bias"] else y
     if kind == "DECONV":
-        y = deconv_ref(x, ps[0], ints)
-        return y + ps[1][:, None, None] if ints[9] else y
+        y = deconv_ref(x, ps[0], a)
+        return y + ps[1][:, None, None] if a["bias"] else y
     if kind == "POOL":
-        return pool_ref(x, ints, ctx["out"])
+        return pool_ref(x, a, ctx["out"])
     if kind == "FC":
-        y = x.reshape(n, -1) @ ps[0].T + (ps[1] if ints[0] else 0)
+        y = x.reshape(n, -1) @ ps[0].T + (ps[1] if a["bias"] else 0)
         return y.reshape(n, -1, 1, 1)
     if kind == "FLATTEN":
         return x.reshape(n, -1, 1, 1)
     if kind == "RELU":
         return np.maximum(x, 0)
     if kind == "LEAKYRELU":
-        return np.where(x > 0, x, floats[0] * x)
+        return np.where(x > 0, x, a["slope"] * x)
     if kind == "ELU":
-        return np.where(x > 0, x, floats[0] * (np.exp(x) - 1))
+        return np.where(x > 0, x, a["alpha"] * (np.exp(x) - 1))
     if kind == "TANH":
         return np.tanh(x)
     if kind == "SIGMOID":
@@ -393,13 +401,14 @@ def ref_forward(kind, xs, ps, ints, floats, ctx):
     if kind == "SOFTMAX":
         return softmax_ref(x)
     if kind == "BN":
-        return bn_ref(x, ps[0], ps[1], floats[0], ctx["training"], ctx["rm"], ctx["rv"])
+        return bn_ref(x, ps[0], ps[1], a["eps"], ctx["training"], ctx["rm"], ctx["rv"])
     if kind == "DROPOUT":
         return x * ctx["mask"] if ctx["training"] else x
     if kind == "LRN":
-        return lrn_ref(x, ints[0], *floats[:3])
+        return lrn_ref(x, a)
     if kind == "UPSAMPLE":
-        return x.repeat(ints[0], axis=2).repeat(ints[1], axis=3)
+        sh, sw = a["scale"]
+        return x.repeat(sh, axis=2).repeat(sw, axis=3)
     if kind == "ADD":
         return sum(xs)
     if kind == "CONCAT":
@@ -407,17 +416,17 @@ def ref_forward(kind, xs, ps, ints, floats, ctx):
     raise KeyError(kind)
 
 
-def ref_backward(kind, xs, ps, ints, floats, ctx, dy):
+def ref_backward(kind, xs, ps, a, ctx, dy):
     x = xs[0]
     n = x.shape[0]
     if kind == "CONV":
-        dx, dw = conv_ref_grad(x, ps[0], dy, ints)
+        dx, dw = conv_ref_grad(x, ps[0], dy, a)
         return [dx], [dw, dy.sum(axis=(0, 2, 3))][: len(ps)]
     if kind == "DECONV":
-        dx, dw = deconv_ref_grad(x, ps[0], dy, ints)
+        dx, dw = deconv_ref_grad(x, ps[0], dy, a)
         return [dx], [dw, dy.sum(axis=(0, 2, 3))][: len(ps)]
     if kind == "POOL":
-        return [pool_ref_grad(x, dy, ints)], []
+        return [pool_ref_grad(x, dy, a)], []
     if kind == "FC":
         g = dy.reshape(n, -1)
         dx = (g @ ps[0]).reshape(x.shape)
@@ -427,9 +436,9 @@ def ref_backward(kind, xs, ps, ints, floats, ctx, dy):
     if kind == "RELU":
         return [dy * (x > 0)], []
     if kind == "LEAKYRELU":
-        return [dy * np.where(x > 0, 1, floats[0])], []
+        return [dy * np.where(x > 0, 1, a["slope"])], []
     if kind == "ELU":
-        return [dy * np.where(x > 0, 1, floats[0] * np.exp(x))], []
+        return [dy * np.where(x > 0, 1, a["alpha"] * np.exp(x))], []
     if kind == "TANH":
         return [dy / np.cosh(x) ** 2], []
     if kind == "SIGMOID":
@@ -438,18 +447,19 @@ def ref_backward(kind, xs, ps, ints, floats, ctx, dy):
         y = softmax_ref(x)  # Jacobian diag(y) - y y^T applied per pixel
         return [y * dy - y * (y * dy).sum(axis=1, keepdims=True)], []
     if kind == "BN":
-        dx, dg, db = bn_ref_grad(x, ps[0], floats[0], ctx["training"], ctx["rm"], ctx["rv"], dy)
+        dx, dg, db = bn_ref_grad(x, ps[0], a["eps"], ctx["training"], ctx["rm"], ctx["rv"], dy)
         return [dx], [dg, db]
     if kind == "DROPOUT":
         return [dy * ctx["mask"] if ctx["training"] else dy], []
     if kind == "LRN":
-        return [lrn_ref_grad(x, dy, ints[0], *floats[:3])], []
+        return [lrn_ref_grad(x, dy, a)], []
     if kind == "UPSAMPLE":
         c, h, w = x.shape[1:]
-        return [dy.reshape(n, c, h, ints[0], w, ints[1]).sum(axis=(3, 5))], []
+        sh, sw = a["scale"]
+        return [dy.reshape(n, c, h, sh, w, sw).sum(axis=(3, 5))], []
     if kind == "ADD":
         return [dy] * len(xs), []
     if kind == "CONCAT":
-        cuts = np.cumsum([a.shape[1] for a in xs])[:-1]
+        cuts = np.cumsum([t.shape[1] for t in xs])[:-1]
         return np.split(dy, cuts, axis=1), []
     raise KeyError(kind)

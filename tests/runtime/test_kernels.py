@@ -1,119 +1,128 @@
 """Kernels against float64 numpy references, finite differences and (when present) torch.
 
-Every kind in KIND_ORDER must have cases here: the parametrised tests fail for a kind without.
-A case is (input shapes, int attributes, float attributes, extras); for CONV, DECONV and FC the
-int attributes end with the output channel count, which the ABI carries in row[OC].
+A case is the layer as a user writes it plus its input shape(s): `case("CONV 4@3x3 p1", "3x9x8")`,
+`case("CONCAT", ["3x5x4", "2x5x4"])`, with extras as keywords (`need_dx=[False]`). The harness
+reads the layer through the compiler and asks its registry entry for the rest, so adding a kind
+is its registry entry, its kernel pair and one line here. Every kind in the registry must have a
+case: `test_every_kind_has_a_case` fails for a kind without.
 """
 
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 
 import numba
 import numpy as np
 import pytest
-from kernel_harness import Step, out_shape, param_shapes, ref_backward, ref_forward
+from kernel_harness import Step, chw, ref_backward, ref_forward, resolve
 
+from cnnc.compiler.layers import KINDS
 from cnnc.runtime.kernels import loss
 from cnnc.runtime.table import BACKWARD, FORWARD, KERNELS, KIND_ORDER
 
 
-def case(ins, ints=(), floats=(), **extra):
-    return dict(ins=[tuple(s) for s in ins], ints=tuple(ints), floats=tuple(floats), **extra)
+@dataclass(frozen=True)
+class Case:
+    text: str  # the layer as a user writes it: "POOL avg 3x3 s2 p1 ceil exclude_pad"
+    ins: tuple[str, ...]  # its input shapes: ("3x7x8",)
+    need_dx: tuple[bool, ...] | None = None  # which inputs want a gradient (default: all)
+
+    @property
+    def kind(self) -> str:
+        return self.text.split()[0]
+
+    @property
+    def id(self) -> str:
+        """`CONV-4@3x3_p1-3x9x8`, `CONCAT-3x5x4+2x5x4`: the test id."""
+        keyword, _, args = self.text.partition(" ")
+        parts = [keyword, args.replace(" ", "_"), "+".join(self.ins)]
+        if self.need_dx is not None:
+            parts.append("dx" + "".join("1" if d else "0" for d in self.need_dx))
+        return "-".join(p for p in parts if p)
 
 
-def conv(c, h, w, o, k=(3, 3), s=(1, 1), p=(0, 0), d=(1, 1), g=1, bias=1, **extra):
-    return case([(c, h, w)], (*k, *s, *p, *d, g, bias, o), **extra)
+def case(text: str, ins: str | list[str], need_dx: list[bool] | None = None) -> Case:
+    ins = (ins,) if isinstance(ins, str) else tuple(ins)
+    return Case(text, ins, None if need_dx is None else tuple(need_dx))
 
 
-def deconv(c, h, w, o, k=(3, 3), s=(1, 1), p=(0, 0), d=(1, 1), g=1, bias=1, op=(0, 0)):
-    return case([(c, h, w)], (*k, *s, *p, *d, g, bias, *op, o))
+BIG = "8x32x33"  # big enough at n=5 to take the parallel path of the elementwise kernels
+SMALL = "3x5x4"
+
+CASES = (
+    case("CONV 4@3x3 p1", "3x9x8"),
+    case("CONV 6@3x2 s2x3 p1x0 d2x1 g2", "4x11x10"),
+    case("CONV 6@3x3 s2 p1 dw", "6x8x9"),  # depthwise
+    case("CONV 6@3x3 p2x1 g3 nobias", "3x7x7"),  # depthwise with multiplier 2: grouped gemm
+    case("CONV 5@1x1 nobias", "8x6x7"),  # 1x1: no im2col
+    case("CONV 6@1x1 g2", "4x5x5"),  # grouped 1x1
+    case("CONV 3@1x1 s2", "4x7x7"),  # strided 1x1: im2col
+    case("CONV 6@5x5 p2", "1x12x12", need_dx=[False]),  # a first layer
+    case("CONV 16@5x5", "6x14x14"),  # LeNet conv2
+    case("DECONV 3@3x3 s2 p1 op1", "4x5x5"),
+    case("DECONV 6@2x3 s2x1 p0x1 d1x2 g2 op1x0", "4x4x6"),
+    case("DECONV 4@1x1 nobias", "6x5x4"),  # 1x1: gemm straight into the output
+    case("DECONV 2@4x4 p1 d2 op1", "3x3x3"),  # outpad >= stride
+    case("DECONV 5@3x3 s2", "8x7x7"),
+    case("POOL max 2x2 s2", "6x8x8"),
+    case("POOL max 3x3 s2 p1 ceil", "3x10x9"),
+    case("POOL max 3x2 s1x2", "4x7x9"),
+    case("POOL avg 3x3 s2 p1 ceil", "3x10x9"),
+    case("POOL avg 3x3 s2 p1 ceil exclude_pad", "3x9x10"),
+    case("POOL avg 2x2 s2", "6x28x28"),
+    case("POOL sum 2x3 s1x2 p1", "2x7x8"),
+    case("POOL avg global", "5x6x7"),  # global average: the window is the whole 6x7 input
+    case("POOL max global", "5x6x7"),  # global max
+    case("FC 7", "3x4x5"),
+    case("FC 4 nobias", "10x1x1"),
+    case("FC 120", "16x5x5"),  # parallel: batch blocks, or feature blocks at n=1
+    case("FLATTEN", "3x4x5"),
+    case("FLATTEN", "7x1x1"),
+    case("FLATTEN", BIG),
+    case("RELU", SMALL),
+    case("RELU", BIG),
+    case("LEAKYRELU 0.1", SMALL),
+    case("LEAKYRELU 0.01", BIG),
+    case("ELU 0.7", SMALL),
+    case("ELU 1.0", BIG),
+    case("TANH", SMALL),
+    case("TANH", BIG),
+    case("SIGMOID", SMALL),
+    case("SIGMOID", BIG),
+    case("SOFTMAX", "10x1x1"),
+    case("SOFTMAX", "4x3x5"),
+    case("SOFTMAX", "8x40x40"),
+    case("BN eps=1e-5 momentum=0.1", "3x4x5"),
+    case("BN eps=1e-3 momentum=0.3", "6x1x1"),
+    case("BN", "16x16x16"),  # the defaults: eps 1e-5, momentum 0.1
+    case("DROPOUT 0.5", SMALL),
+    case("DROPOUT 0.2", BIG),
+    case("LRN 5 alpha=0.5 beta=0.75 k=2.0", "7x3x4"),
+    case("LRN 4 alpha=0.1 beta=0.5 k=1.0", "5x2x3"),
+    case("LRN 1 alpha=0.3 beta=0.75 k=1.0", "3x2x2"),
+    case("LRN 3 alpha=1e-2 beta=0.75 k=1.0", "12x8x8"),
+    case("UPSAMPLE 2x2", "3x4x5"),
+    case("UPSAMPLE 3x1", "2x3x3"),
+    case("UPSAMPLE 1x2", "4x16x16"),
+    case("ADD", [SMALL, SMALL]),
+    case("ADD", ["2x3x3"] * 3, need_dx=[True, False, True]),
+    case("ADD", [BIG] * 3),
+    case("CONCAT", ["2x3x4", "1x3x4", "3x3x4"]),
+    case("CONCAT", ["4x5x5", "2x5x5"], need_dx=[False, True]),
+    case("CONCAT", ["8x16x16", "8x16x16", "16x16x16"]),
+)
 
 
-def pool(c, h, w, mode, k, s, p=(0, 0), cip=1, ceil=False):
-    return case([(c, h, w)], (*k, *s, *p, mode, cip), ceil=ceil)
+def the_case(text: str, ins: str | None = None) -> Case:
+    """The one case written `text` (on input `ins`), for the tests that pick a case."""
+    found = [c for c in CASES if c.text == text and ins in (None, *c.ins)]
+    assert len(found) == 1, f"{len(found)} cases written {text!r}"
+    return found[0]
 
 
-MAX, AVG, SUM = 0, 1, 2
-BIG = (8, 32, 33)  # big enough at n=5 to take the parallel path of the elementwise kernels
-SMALL = (3, 5, 4)
-
-CASES = {
-    "CONV": [
-        conv(3, 9, 8, 4, p=(1, 1)),
-        conv(4, 11, 10, 6, k=(3, 2), s=(2, 3), p=(1, 0), d=(2, 1), g=2),
-        conv(6, 8, 9, 6, s=(2, 2), p=(1, 1), g=6),  # depthwise
-        conv(3, 7, 7, 6, p=(2, 1), g=3, bias=0),  # depthwise with multiplier 2: grouped gemm
-        conv(8, 6, 7, 5, k=(1, 1), bias=0),  # 1x1: no im2col
-        conv(4, 5, 5, 6, k=(1, 1), g=2),  # grouped 1x1
-        conv(4, 7, 7, 3, k=(1, 1), s=(2, 2)),  # strided 1x1: im2col
-        conv(1, 12, 12, 6, k=(5, 5), p=(2, 2), need_dx=[False]),  # a first layer
-        conv(6, 14, 14, 16, k=(5, 5)),  # LeNet conv2
-    ],
-    "DECONV": [
-        deconv(4, 5, 5, 3, s=(2, 2), p=(1, 1), op=(1, 1)),
-        deconv(4, 4, 6, 6, k=(2, 3), s=(2, 1), p=(0, 1), d=(1, 2), g=2, op=(1, 0)),
-        deconv(6, 5, 4, 4, k=(1, 1), bias=0),  # 1x1: gemm straight into the output
-        deconv(3, 3, 3, 2, k=(4, 4), p=(1, 1), d=(2, 2), op=(1, 1)),  # outpad >= stride
-        deconv(8, 7, 7, 5, k=(3, 3), s=(2, 2)),
-    ],
-    "POOL": [
-        pool(6, 8, 8, MAX, (2, 2), (2, 2)),
-        pool(3, 10, 9, MAX, (3, 3), (2, 2), (1, 1), ceil=True),
-        pool(4, 7, 9, MAX, (3, 2), (1, 2)),
-        pool(3, 10, 9, AVG, (3, 3), (2, 2), (1, 1), cip=1, ceil=True),
-        pool(3, 9, 10, AVG, (3, 3), (2, 2), (1, 1), cip=0, ceil=True),
-        pool(6, 28, 28, AVG, (2, 2), (2, 2)),
-        pool(2, 7, 8, SUM, (2, 3), (1, 2), (1, 1)),
-        pool(5, 6, 7, AVG, (6, 7), (1, 1)),  # global average
-        pool(5, 6, 7, MAX, (6, 7), (1, 1)),  # global max
-    ],
-    "FC": [
-        case([(3, 4, 5)], (1, 7)),
-        case([(10, 1, 1)], (0, 4)),
-        case([(16, 5, 5)], (1, 120)),  # parallel: batch blocks, or feature blocks at n=1
-    ],
-    "FLATTEN": [case([(3, 4, 5)]), case([(7, 1, 1)]), case([BIG])],
-    "RELU": [case([SMALL]), case([BIG])],
-    "LEAKYRELU": [case([SMALL], floats=(0.1,)), case([BIG], floats=(0.01,))],
-    "ELU": [case([SMALL], floats=(0.7,)), case([BIG], floats=(1.0,))],
-    "TANH": [case([SMALL]), case([BIG])],
-    "SIGMOID": [case([SMALL]), case([BIG])],
-    "SOFTMAX": [case([(10, 1, 1)]), case([(4, 3, 5)]), case([(8, 40, 40)])],
-    "BN": [
-        case([(3, 4, 5)], floats=(1e-5, 0.1)),
-        case([(6, 1, 1)], floats=(1e-3, 0.3)),
-        case([(16, 16, 16)], floats=(1e-5, 0.1)),
-    ],
-    "DROPOUT": [case([SMALL], floats=(0.5,)), case([BIG], floats=(0.2,))],
-    "LRN": [
-        case([(7, 3, 4)], (5,), (0.5, 0.75, 2.0)),
-        case([(5, 2, 3)], (4,), (0.1, 0.5, 1.0)),
-        case([(3, 2, 2)], (1,), (0.3, 0.75, 1.0)),
-        case([(12, 8, 8)], (3,), (1e-2, 0.75, 1.0)),
-    ],
-    "UPSAMPLE": [
-        case([(3, 4, 5)], (2, 2)),
-        case([(2, 3, 3)], (3, 1)),
-        case([(4, 16, 16)], (1, 2)),
-    ],
-    "ADD": [
-        case([SMALL, SMALL]),
-        case([(2, 3, 3)] * 3, need_dx=[True, False, True]),
-        case([BIG] * 3),
-    ],
-    "CONCAT": [
-        case([(2, 3, 4), (1, 3, 4), (3, 3, 4)]),
-        case([(4, 5, 5), (2, 5, 5)], need_dx=[False, True]),
-        case([(8, 16, 16), (8, 16, 16), (16, 16, 16)]),
-    ],
-}
-
-
-def cases_of(kind):
-    cases = CASES.get(kind)
-    assert cases, f"no test case for kernel kind {kind}"
-    return cases
+def ids(cases) -> list[str]:
+    return [c.id for c in cases]
 
 
 def modes(kind):
@@ -127,18 +136,23 @@ def close(actual, expected, what, rtol=1e-4):
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=2e-5 * scale, err_msg=what)
 
 
-def make_step(kind, c, n, rng):
-    return Step(
-        kind, c["ins"], c["ints"], c["floats"], n=n, ceil=c.get("ceil", False), rng=rng,
-        need_dx=c.get("need_dx"),
-    )  # fmt: skip
+def make_step(c: Case, n, rng):
+    return Step(c.text, list(c.ins), n=n, need_dx=c.need_dx, rng=rng)
+
+
+def bn_saved(st, state=None):
+    """BN's state after its buffers (running mean, var): the batch mean and invstd it saves."""
+    state = st.state() if state is None else state
+    c = st.in_shapes[0][0]
+    return state[2 * c : 4 * c].reshape(2, c)
 
 
 def ctx_of(st, training, state0=None):
     ctx = {"training": training, "out": st.out_shape}
     if st.kind == "BN":
-        state = st.state() if state0 is None else state0
-        ctx["rm"], ctx["rv"] = state[0].astype(np.float64), state[1].astype(np.float64)
+        running = st.buffers(state0)
+        ctx["rm"] = running["running_mean"].astype(np.float64)
+        ctx["rv"] = running["running_var"].astype(np.float64)
     if st.kind == "DROPOUT":
         ctx["mask"] = st.aux().astype(np.float64)
     return ctx
@@ -163,18 +177,19 @@ def regions(st, which):
     return m
 
 
-def check_step(kind, c, n, training, seed=0):
+def check_step(c: Case, n, training, seed=0):
     """Forward and backward of one case against the reference, as the executor runs them."""
+    kind = c.kind
     rng = np.random.default_rng(zlib.crc32(repr((kind, n, training, c)).encode()))
-    st = make_step(kind, c, n, rng)
+    st = make_step(c, n, rng)
     A0, G0, S0 = st.A.copy(), st.G.copy(), st.S.copy()
     state0 = st.state().copy() if kind == "BN" else None
     st.run(training=training, seed=seed)
 
-    xs = [st.x(j).astype(np.float64) for j in range(len(c["ins"]))]
+    xs = [st.x(j).astype(np.float64) for j in range(len(c.ins))]
     ps = [p.astype(np.float64) for p in st.params()]
     ctx = ctx_of(st, training, state0)
-    close(st.y(), ref_forward(kind, xs, ps, c["ints"], c["floats"], ctx), f"{kind} forward")
+    close(st.y(), ref_forward(kind, xs, ps, st.attrs, ctx), f"{kind} forward")
     writable = regions(st, "forward")
     assert np.array_equal(st.A[~writable], A0[~writable]), f"{kind} forward wrote outside y"
     if kind == "BN":
@@ -185,7 +200,7 @@ def check_step(kind, c, n, training, seed=0):
     A1 = st.A.copy()
     st.run(backward=True, training=training, seed=seed)
     dy = st.dy().astype(np.float64)
-    dxs, dps = ref_backward(kind, xs, ps, c["ints"], c["floats"], ctx, dy)
+    dxs, dps = ref_backward(kind, xs, ps, st.attrs, ctx, dy)
     for j in range(len(xs)):
         if st.doffs[j] >= 0:
             before = A1[st.doffs[j] * n : st.doffs[j] * n + st.dx(j).size].reshape(st.dx(j).shape)
@@ -201,18 +216,23 @@ def check_step(kind, c, n, training, seed=0):
 
 
 def check_bn_state(st, x, state0, training):
-    s = st.state()
     if not training:
-        np.testing.assert_array_equal(s, state0)
+        np.testing.assert_array_equal(st.state(), state0)
         return
-    mom = st.floats[1]
+    mom, eps = st.attrs["momentum"], st.attrs["eps"]
     m = x.shape[0] * x.shape[2] * x.shape[3]
     mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
     unbiased = var * m / (m - 1) if m > 1 else var
-    close(s[0], (1 - mom) * state0[0] + mom * mean, "BN running mean")
-    close(s[1], (1 - mom) * state0[1] + mom * unbiased, "BN running var (unbiased)")
-    close(s[2], mean, "BN saved mean")
-    close(s[3], 1 / np.sqrt(var + st.floats[0]), "BN saved invstd")
+    now, before = st.buffers(), st.buffers(state0)
+    close(now["running_mean"], (1 - mom) * before["running_mean"] + mom * mean, "BN running mean")
+    close(
+        now["running_var"],
+        (1 - mom) * before["running_var"] + mom * unbiased,
+        "BN running var (unbiased)",
+    )
+    saved_mean, saved_invstd = bn_saved(st)
+    close(saved_mean, mean, "BN saved mean")
+    close(saved_invstd, 1 / np.sqrt(var + eps), "BN saved invstd")
 
 
 # ------------------------------------------------------------------------------------ tests
@@ -220,62 +240,63 @@ def check_bn_state(st, x, state0, training):
 
 def test_table_is_complete_and_ordered():
     assert set(KERNELS) == set(KIND_ORDER)
-    assert len(FORWARD) == len(BACKWARD) == len(KIND_ORDER)
-    for i, kind in enumerate(KIND_ORDER):
-        assert (FORWARD[i], BACKWARD[i]) == KERNELS[kind]
-        assert all(isinstance(f, numba.core.registry.CPUDispatcher) for f in KERNELS[kind])
+    assert len(FORWARD) == len(BACKWARD) == len(KINDS)
+    for i, kind in enumerate(KINDS):
+        assert (FORWARD[i], BACKWARD[i]) == KERNELS[kind.name]
+        assert all(isinstance(f, numba.core.registry.CPUDispatcher) for f in KERNELS[kind.name])
 
 
 def test_kind_order_matches_compiler_registry():
-    layers = pytest.importorskip("cnnc.compiler.layers")
-    assert tuple(k.name for k in layers.KINDS) == KIND_ORDER
+    assert tuple(k.name for k in KINDS) == KIND_ORDER
 
 
-@pytest.mark.parametrize("kind", KIND_ORDER)
-def test_kernel_matches_reference(kind):
-    for c in cases_of(kind):
-        for n in (1, 5):
-            for training in modes(kind):
-                check_step(kind, c, n, training)
+@pytest.mark.parametrize("kind", [k.name for k in KINDS])
+def test_every_kind_has_a_case(kind):
+    assert any(c.kind == kind for c in CASES), f"no test case for kernel kind {kind}"
 
 
-@pytest.mark.parametrize("kind", KIND_ORDER)
-def test_reference_gradient_matches_finite_differences(kind):
+@pytest.mark.parametrize("c", CASES, ids=ids(CASES))
+def test_kernel_matches_reference(c):
+    for n in (1, 5):
+        for training in modes(c.kind):
+            check_step(c, n, training)
+
+
+@pytest.mark.parametrize("c", CASES, ids=ids(CASES))
+def test_reference_gradient_matches_finite_differences(c):
     """The float64 references' backward is the derivative of their forward."""
-    rng = np.random.default_rng(1)
-    for c in cases_of(kind):
-        for training in modes(kind):
-            ins, ints, floats = c["ins"], c["ints"], c["floats"]
-            n = 2
-            xs = [rng.standard_normal((n, *s)) for s in ins]
-            out = out_shape(kind, ins, ints, c.get("ceil", False))
-            ps = [rng.standard_normal(s) for s in param_shapes(kind, ins, ints, out)]
-            ctx = {"training": training, "out": out}
-            if kind == "BN":
-                ctx["rm"], ctx["rv"] = (
-                    rng.standard_normal(ins[0][0]),
-                    rng.uniform(0.5, 2, ins[0][0]),
-                )
-                ps[0] = rng.uniform(0.5, 1.5, ps[0].shape)
-            if kind == "DROPOUT":
-                ctx["mask"] = (rng.random((n, *ins[0])) > 0.5) * 2.0
-            dy = rng.standard_normal((n, *out))
+    kind = c.kind
+    rng = np.random.default_rng(zlib.crc32(repr(("finite differences", c)).encode()))
+    layer = resolve(c.text, list(c.ins))
+    ins, a = [chw(s) for s in layer.ins], layer.attrs
+    for training in modes(kind):
+        n = 2
+        xs = [rng.standard_normal((n, *s)) for s in ins]
+        out = chw(layer.out)
+        ps = [rng.standard_normal(s) for s in layer.params.values()]
+        ctx = {"training": training, "out": out}
+        if kind == "BN":
+            ctx["rm"], ctx["rv"] = rng.standard_normal(ins[0][0]), rng.uniform(0.5, 2, ins[0][0])
+            ps[0] = rng.uniform(0.5, 1.5, ps[0].shape)
+        if kind == "DROPOUT":
+            ctx["mask"] = (rng.random((n, *ins[0])) > 0.5) * 2.0
+        dy = rng.standard_normal((n, *out))
 
-            def loss_of(xs=xs, ps=ps, ctx=ctx, dy=dy, ints=ints, floats=floats):
-                return float((ref_forward(kind, xs, ps, ints, floats, ctx) * dy).sum())
+        def loss_of(xs=xs, ps=ps, ctx=ctx, dy=dy):
+            return float((ref_forward(kind, xs, ps, a, ctx) * dy).sum())
 
-            dxs, dps = ref_backward(kind, xs, ps, ints, floats, ctx, dy)
-            for t, grad in [*zip(xs, dxs, strict=True), *zip(ps, dps, strict=True)]:
-                flat, gflat = t.reshape(-1), np.asarray(grad).reshape(-1)
-                for i in rng.choice(flat.size, min(flat.size, 25), replace=False):
-                    keep, h = flat[i], 1e-6
-                    flat[i] = keep + h
-                    up = loss_of()
-                    flat[i] = keep - h
-                    down = loss_of()
-                    flat[i] = keep
-                    num = (up - down) / (2 * h)
-                    assert abs(num - gflat[i]) <= 1e-5 * max(1.0, abs(num)), (kind, c, i)
+        dxs, dps = ref_backward(kind, xs, ps, a, ctx, dy)
+        for t, grad in [*zip(xs, dxs, strict=True), *zip(ps, dps, strict=True)]:
+            flat, gflat = t.reshape(-1), np.asarray(grad).reshape(-1)
+            for i in rng.choice(flat.size, min(flat.size, 25), replace=False):
+                keep, h = flat[i], 1e-6
+                flat[i] = keep + h
+                up = loss_of()
+                flat[i] = keep - h
+                down = loss_of()
+                flat[i] = keep
+                num = (up - down) / (2 * h)
+                assert abs(num - gflat[i]) <= 1e-5 * max(1.0, abs(num)), (kind, c, i)
 
 
 # Dropout masks differ from torch's by design (checked against the stored mask above); torch
@@ -283,34 +304,34 @@ def test_reference_gradient_matches_finite_differences(kind):
 TORCH_MODES = {"BN": (True, False), "DROPOUT": (False,)}
 
 
-def torch_forward(F, torch, kind, xs, ps, ints, floats, c, training, state):
+def torch_forward(F, torch, kind, xs, ps, a, training, state):
     x = xs[0]
     if kind == "CONV":
-        kh, kw, sh, sw, ph, pw, dh, dw, g, bias = ints[:10]
-        return F.conv2d(x, ps[0], ps[1] if bias else None, (sh, sw), (ph, pw), (dh, dw), g)
+        b = ps[1] if a["bias"] else None
+        return F.conv2d(x, ps[0], b, a["stride"], a["pad"], a["dilation"], a["groups"])
     if kind == "DECONV":
-        kh, kw, sh, sw, ph, pw, dh, dw, g, bias, oph, opw = ints[:12]
-        b = ps[1] if bias else None
-        return F.conv_transpose2d(x, ps[0], b, (sh, sw), (ph, pw), (oph, opw), g, (dh, dw))
+        b = ps[1] if a["bias"] else None
+        return F.conv_transpose2d(
+            x, ps[0], b, a["stride"], a["pad"], a["outpad"], a["groups"], a["dilation"]
+        )
     if kind == "POOL":
-        kh, kw, sh, sw, ph, pw, mode, cip = ints
-        args = dict(kernel_size=(kh, kw), stride=(sh, sw), padding=(ph, pw))
-        args["ceil_mode"] = c.get("ceil", False)
-        if mode == MAX:
+        args = dict(kernel_size=a["kernel"], stride=a["stride"], padding=a["pad"])
+        args["ceil_mode"] = a["ceil"]
+        if a["mode"] == "max":
             return F.max_pool2d(x, **args)
-        if mode == AVG:
-            return F.avg_pool2d(x, **args, count_include_pad=bool(cip))
+        if a["mode"] == "avg":
+            return F.avg_pool2d(x, **args, count_include_pad=a["count_pad"])
         return F.avg_pool2d(x, **args, divisor_override=1)
     if kind == "FC":
-        return F.linear(x.flatten(1), ps[0], ps[1] if ints[0] else None)[:, :, None, None]
+        return F.linear(x.flatten(1), ps[0], ps[1] if a["bias"] else None)[:, :, None, None]
     if kind == "FLATTEN":
         return x.flatten(1)[:, :, None, None]
     if kind == "RELU":
         return F.relu(x)
     if kind == "LEAKYRELU":
-        return F.leaky_relu(x, floats[0])
+        return F.leaky_relu(x, a["slope"])
     if kind == "ELU":
-        return F.elu(x, floats[0])
+        return F.elu(x, a["alpha"])
     if kind == "TANH":
         return torch.tanh(x)
     if kind == "SIGMOID":
@@ -318,14 +339,13 @@ def torch_forward(F, torch, kind, xs, ps, ints, floats, c, training, state):
     if kind == "SOFTMAX":
         return F.softmax(x, dim=1)
     if kind == "BN":
-        eps, mom = floats[:2]
-        return F.batch_norm(x, state[0], state[1], ps[0], ps[1], training, mom, eps)
+        return F.batch_norm(x, state[0], state[1], ps[0], ps[1], training, a["momentum"], a["eps"])
     if kind == "LRN":
-        return F.local_response_norm(x, ints[0], *floats[:3])
+        return F.local_response_norm(x, a["size"], a["alpha"], a["beta"], a["k"])
     if kind == "UPSAMPLE":
-        return F.interpolate(x, scale_factor=ints[:2], mode="nearest")
+        return F.interpolate(x, scale_factor=a["scale"], mode="nearest")
     if kind == "DROPOUT":
-        return F.dropout(x, floats[0], training)
+        return F.dropout(x, a["rate"], training)
     if kind == "ADD":
         return sum(xs[1:], xs[0])
     if kind == "CONCAT":
@@ -333,46 +353,46 @@ def torch_forward(F, torch, kind, xs, ps, ints, floats, c, training, state):
     raise KeyError(kind)
 
 
-@pytest.mark.parametrize("kind", KIND_ORDER)
-def test_kernel_matches_torch(kind):
+@pytest.mark.parametrize("c", CASES, ids=ids(CASES))
+def test_kernel_matches_torch(c):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
-    rng = np.random.default_rng(2)
-    for c in cases_of(kind):
-        for training in TORCH_MODES.get(kind, (True,)):
-            st = make_step(kind, c, 3, rng)
-            state = (
-                [torch.tensor(s, dtype=torch.float64) for s in st.state()[:2]]
-                if kind == "BN"
-                else None
-            )  # noqa: E501
-            st.run(training=training)
-            xs = [
-                torch.tensor(st.x(j), dtype=torch.float64, requires_grad=True)
-                for j in range(len(c["ins"]))
-            ]  # noqa: E501
-            ps = [torch.tensor(p, dtype=torch.float64, requires_grad=True) for p in st.params()]
-            y = torch_forward(F, torch, kind, xs, ps, c["ints"], c["floats"], c, training, state)
-            close(st.y(), y.detach().numpy(), f"{kind} forward vs torch")
-            if kind == "BN" and training:
-                close(st.state()[0], state[0].numpy(), "BN running mean vs torch")
-                close(st.state()[1], state[1].numpy(), "BN running var vs torch")
-            dx0 = [st.dx(j).copy() if st.dx(j) is not None else None for j in range(len(xs))]
-            g0 = [g.copy() for g in st.grads()]
-            st.run(backward=True, training=training)
-            y.backward(torch.tensor(st.dy(), dtype=torch.float64))
-            for j, x in enumerate(xs):
-                if dx0[j] is not None:
-                    close(st.dx(j) - dx0[j], x.grad.numpy(), f"{kind} dx{j} vs torch")
-            for g, a, p in zip(st.grads(), g0, ps, strict=True):
-                close(g - a, p.grad.numpy(), f"{kind} parameter gradient vs torch")
+    kind = c.kind
+    rng = np.random.default_rng(zlib.crc32(repr(("torch", c)).encode()))
+    for training in TORCH_MODES.get(kind, (True,)):
+        st = make_step(c, 3, rng)
+        state = (
+            [torch.tensor(b, dtype=torch.float64) for b in st.buffers().values()]
+            if kind == "BN"
+            else None
+        )
+        st.run(training=training)
+        xs = [
+            torch.tensor(st.x(j), dtype=torch.float64, requires_grad=True)
+            for j in range(len(c.ins))
+        ]
+        ps = [torch.tensor(p, dtype=torch.float64, requires_grad=True) for p in st.params()]
+        y = torch_forward(F, torch, kind, xs, ps, st.attrs, training, state)
+        close(st.y(), y.detach().numpy(), f"{kind} forward vs torch")
+        if kind == "BN" and training:
+            close(st.buffers()["running_mean"], state[0].numpy(), "BN running mean vs torch")
+            close(st.buffers()["running_var"], state[1].numpy(), "BN running var vs torch")
+        dx0 = [st.dx(j).copy() if st.dx(j) is not None else None for j in range(len(xs))]
+        g0 = [g.copy() for g in st.grads()]
+        st.run(backward=True, training=training)
+        y.backward(torch.tensor(st.dy(), dtype=torch.float64))
+        for j, x in enumerate(xs):
+            if dx0[j] is not None:
+                close(st.dx(j) - dx0[j], x.grad.numpy(), f"{kind} dx{j} vs torch")
+        for g, g_before, p in zip(st.grads(), g0, ps, strict=True):
+            close(g - g_before, p.grad.numpy(), f"{kind} parameter gradient vs torch")
 
 
 # ------------------------------------------------------------------------------ dropout
 
 
 def dropout_step(p, seed, shape=BIG, n=5, training=True):
-    st = Step("DROPOUT", [shape], floats=(p,), n=n, rng=np.random.default_rng(3))
+    st = Step(f"DROPOUT {p}", shape, n=n, rng=np.random.default_rng(3))
     st.run(training=training, seed=seed)
     return st
 
@@ -407,25 +427,24 @@ def test_dropout_inference_is_identity():
 
 # ------------------------------------------------------------------- threads and partitions
 
+PARTITIONED = [
+    the_case("CONV 16@5x5"),
+    the_case("CONV 6@3x3 s2 p1 dw"),
+    the_case("DECONV 5@3x3 s2"),
+    the_case("FC 120"),
+    the_case("BN", "16x16x16"),
+]
 
-@pytest.mark.parametrize(
-    "kind,c",
-    [
-        ("CONV", CASES["CONV"][-1]),
-        ("CONV", CASES["CONV"][2]),
-        ("DECONV", CASES["DECONV"][-1]),
-        ("FC", CASES["FC"][-1]),
-        ("BN", CASES["BN"][-1]),
-    ],
-)
-def test_one_thread_and_all_threads_agree(kind, c):
+
+@pytest.mark.parametrize("c", PARTITIONED, ids=ids(PARTITIONED))
+def test_one_thread_and_all_threads_agree(c):
     """Chunking (and the per-thread weight-gradient slots) do not change the results."""
     before = numba.get_num_threads()
     runs = []
     for threads in (1, before):
         numba.set_num_threads(threads)
         try:
-            st = make_step(kind, c, 6, np.random.default_rng(4))
+            st = make_step(c, 6, np.random.default_rng(4))
             st.run()
             st.run(backward=True)
         finally:
@@ -438,15 +457,15 @@ def test_one_thread_and_all_threads_agree(kind, c):
 
 
 def test_conv_uses_no_more_workspace_slots_than_it_is_given():
-    c = CASES["CONV"][-1]
-    st = make_step("CONV", c, 6, np.random.default_rng(6))
+    c = the_case("CONV 16@5x5")
+    st = make_step(c, 6, np.random.default_rng(6))
     st.W = np.full(st.ws, np.nan, np.float32)  # one slot, as if sized for one thread
     xs, ps = [st.x().astype(np.float64)], [p.astype(np.float64) for p in st.params()]
     g0 = [g.astype(np.float64) for g in st.grads()]
     st.run()
     st.run(backward=True)
-    close(st.y(), ref_forward("CONV", xs, ps, c["ints"], (), {}), "forward")
-    dps = ref_backward("CONV", xs, ps, c["ints"], (), {}, st.dy().astype(np.float64))[1]
+    close(st.y(), ref_forward("CONV", xs, ps, st.attrs, {}), "forward")
+    dps = ref_backward("CONV", xs, ps, st.attrs, {}, st.dy().astype(np.float64))[1]
     for g, a, ref in zip(st.grads(), g0, dps, strict=True):
         close(g - a, ref, "parameter gradient")
     st.W = np.zeros(st.ws - 1, np.float32)
