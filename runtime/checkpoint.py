@@ -14,12 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import CheckpointError
+
 FILENAME = "checkpoint.safetensors"
 FORMAT = "cnnc-checkpoint-1"
-
-
-class CheckpointError(Exception):
-    pass
 
 
 def spec_hash(source: str) -> str:

@@ -17,15 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnc.compiler.check import Checked, check_file
 from cnnc.compiler.training import TrainConfig
 
-from . import checkpoint, data
+from . import checkpoint
+from .batches import batch_count, compute_normalization, iter_batches, split_validation
+from .dataset import Dataset, check_input_shape, check_num_classes
+from .errors import TrainingError
 from .network import Network
 from .optim import Optimizer, OptimizerConfig
-
-
-class TrainingError(Exception):
-    """Training cannot go on (NaN, a spec/data mismatch); the message says why and where."""
 
 
 def optimizer_config(config: TrainConfig) -> OptimizerConfig:
@@ -100,7 +100,7 @@ def save_checkpoint(path, network, optimizer, spec_source, config, progress, nor
     checkpoint.save(path, tensors, meta)
 
 
-def load_weights(network: Network, path, spec_source: str | None = None) -> dict:
+def load_weights(network: Network, path) -> dict:
     """Load a checkpoint's weights into a network; returns its metadata."""
     tensors, meta = checkpoint.load(path)
     weights = {**checkpoint.split(tensors, "param/"), **checkpoint.split(tensors, "buffer/")}
@@ -108,36 +108,38 @@ def load_weights(network: Network, path, spec_source: str | None = None) -> dict
         network.load_state_dict(weights)
     except ValueError as error:
         raise checkpoint.CheckpointError(f"{path}: {error}") from None
-    if spec_source is not None and meta.get("spec_hash") != checkpoint.spec_hash(spec_source):
-        meta["spec_changed"] = True
     return meta
 
 
 class Trainer:
+    """Trains the spec at `spec_path`; `checked` is that spec already checked (the command line
+    passes the one it read the train section from), checked here when None."""
+
     def __init__(
         self,
         spec_path: str,
         config: TrainConfig,
-        dataset: data.Dataset,
+        dataset: Dataset,
         out: Path,
         quiet: bool = False,
         log=print,
+        checked: Checked | None = None,
     ):
-        from cnnc.compiler.check import check_file
-
         self.spec_source = Path(spec_path).read_text()
-        self.checked = check_file(spec_path, verify_expects=False)
+        if checked is None:
+            checked = check_file(spec_path, verify_expects=False)
+        self.checked = checked
         self.config, self.out, self.quiet, self.log = config, out, quiet, log
         chw = tuple(self.checked.graph.input_shape)
-        data.check_input_shape(dataset, chw)
+        check_input_shape(dataset, chw)
         self.network = Network(self.checked, batch=config.batch, training=True, seed=config.seed)
-        data.check_num_classes(dataset, self.network.classes)
-        self.train_set, self.val_set = data.split_validation(
+        check_num_classes(dataset, self.network.classes)
+        self.train_set, self.val_set = split_validation(
             dataset.without_test(), config.validation, config.seed
         )
         self.test_set = dataset.test()
         self.classes = dataset.classes
-        self.norm = data.compute_normalization(self.train_set)
+        self.norm = compute_normalization(self.train_set)
         self.optimizer = Optimizer(optimizer_config(config), self.network.P.size)
         self.progress = Progress()
 
@@ -175,7 +177,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "spec.cnn").write_text(self.spec_source)
         metrics_path = self.out / "metrics.jsonl"
-        batches = data.batch_count(self.train_set, config.batch)
+        batches = batch_count(self.train_set, config.batch)
         rng = np.random.default_rng(config.seed)
         history = []
         with _Interrupt() as interrupt:
@@ -185,7 +187,7 @@ class Trainer:
                 progress.rng_state = rng.bit_generator.state
                 started = time.perf_counter()
                 loss_sum, correct, seen = progress.sums
-                iterator = data.iter_batches(self.train_set, config.batch, norm=self.norm, rng=rng)
+                iterator = iter_batches(self.train_set, config.batch, norm=self.norm, rng=rng)
                 bar = self._bar(progress.epoch, batches, progress.batch_index)
                 for index, (x, y) in enumerate(iterator):
                     if index < progress.batch_index:
@@ -306,7 +308,7 @@ class Trainer:
             + ". Try a smaller learning rate."
         )
 
-    def evaluate(self, dataset: data.Dataset) -> tuple[float, float, np.ndarray]:
+    def evaluate(self, dataset: Dataset) -> tuple[float, float, np.ndarray]:
         return evaluate(self.network, dataset, self.norm, self.config.batch)
 
     def _plot(self, metrics_path: Path) -> None:
@@ -317,12 +319,12 @@ class Trainer:
                 self.log("(install matplotlib, `pip install cnnc[plot]`, for curves.png)")
 
 
-def evaluate(network: Network, dataset: data.Dataset, norm, batch: int):
+def evaluate(network: Network, dataset: Dataset, norm, batch: int):
     """(mean loss, accuracy, confusion matrix[true, predicted]) over a dataset."""
     classes = network.classes
     confusion = np.zeros((classes, classes), np.int64)
     loss_sum = 0.0
-    for x, y in data.iter_batches(dataset, batch, norm=norm):
+    for x, y in iter_batches(dataset, batch, norm=norm):
         batch_loss, _ = network.evaluate(x, y)
         loss_sum += batch_loss
         predicted = network.output().reshape(len(y), -1).argmax(axis=1)

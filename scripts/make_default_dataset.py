@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnc.runtime.data import DEFAULT_SAMPLE, FASHION_MNIST_CLASSES, read_idx_folder
+from cnnc.runtime.readers import FASHION_MNIST_CLASSES, read_idx_folder
+from cnnc.runtime.sources import DEFAULT_SAMPLE
 
 SEED = 20240601
 TRAIN_PER_CLASS = 800

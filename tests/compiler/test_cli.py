@@ -12,7 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from cnnc.compiler.cli import main
+from cnnc.cli import main
 
 SPECS = Path(__file__).parents[2] / "specs"
 LENET = str(SPECS / "lenet5.cnn")
@@ -240,7 +240,7 @@ def test_compile_writes_a_plan_that_validates(capsys, tmp_path):
 def test_the_command_runs_without_importing_numba_or_jsonschema():
     probe = (
         "import sys\n"
-        "from cnnc.compiler.cli import main\n"
+        "from cnnc.cli import main\n"
         f"code = main(['check', {LENET!r}])\n"
         "heavy = sorted(m for m in ('numba', 'jsonschema', 'torch') if m in sys.modules)\n"
         "print(code, heavy)\n"

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from cnnc.cli import main
 from cnnc.compiler import report
 from cnnc.compiler.check import check
-from cnnc.compiler.cli import main
 from cnnc.compiler.errors import SpecError
 from cnnc.compiler.expand import expand
 from cnnc.compiler.syntax import parse

@@ -1,0 +1,299 @@
+"""The `cnnc` command: its parser, the compiler's commands (`check`, `report`, `compile`) and the
+one table from error to exit code. The runtime's commands (`train`, `eval`, `predict`) are in
+`cli_train`.
+
+A command returns 0 or raises; `main` prints what it raised and maps it through `EXIT_CODES`:
+0 fine, 1 a spec error, a failed `expect` or training that cannot go on, 2 a usage, I/O, data or
+checkpoint error, 130 interrupted. Nothing here imports numpy or numba: `check`, `report` and
+`compile` never load them, the runtime's commands import the runtime when they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from cnnc import __version__
+from cnnc.compiler.errors import Diagnostic, SpecError
+from cnnc.compiler.files import UsageError, load, load_one, read_source, spec_files, write_atomic
+from cnnc.runtime.errors import CheckpointError, DataError, TrainingError
+
+from . import cli_train
+
+EXIT_CODES: dict[type[BaseException], int] = {
+    SpecError: 1,  # a spec that does not check, or a failed `expect`
+    TrainingError: 1,  # NaN, or a spec/data mismatch found while training
+    UsageError: 2,  # a bad command line, an unreadable or unwritable file
+    DataError: 2,
+    CheckpointError: 2,
+    KeyboardInterrupt: 130,
+    BrokenPipeError: 0,  # output piped into `head`: not a failure
+}
+
+
+def exit_code(error: BaseException) -> int:
+    """The code for `error`: its own type's entry, else its nearest base class's."""
+    return next(EXIT_CODES[kind] for kind in type(error).__mro__ if kind in EXIT_CODES)
+
+
+def _message(error: BaseException) -> str | None:
+    """What `main` prints on stderr for an error in EXIT_CODES."""
+    if isinstance(error, SpecError):
+        path = error.diagnostics[0].path if error.diagnostics else None
+        return error.render(read_source(path) if path else None)
+    if isinstance(error, KeyboardInterrupt):
+        return str(error) or "cnnc: interrupted"
+    if isinstance(error, BrokenPipeError):
+        return None
+    return f"cnnc: error: {error}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except tuple(EXIT_CODES) as error:
+        message = _message(error)
+        if message is not None:
+            print(message, file=sys.stderr)
+        return exit_code(error)
+
+
+# ---- check, report, compile ----------------------------------------------------------------
+
+
+def _diagnostic_json(d: Diagnostic) -> dict:
+    return {
+        "severity": d.severity,
+        "message": d.message,
+        "line": d.loc.line,
+        "col": d.loc.col,
+        "end_line": d.loc.end_line,
+        "end_col": d.loc.end_col,
+        "notes": list(d.notes),
+        "fix": d.fix,
+    }
+
+
+def _github_escape(text: str, property_: bool = False) -> str:
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return text.replace(":", "%3A").replace(",", "%2C") if property_ else text
+
+
+def _github(d: Diagnostic) -> str:
+    props = [f"file={_github_escape(d.path, True)}"]
+    if d.loc.line:
+        props += [
+            f"line={d.loc.line}",
+            f"col={d.loc.col}",
+            f"endLine={d.loc.end_line}",
+            f"endColumn={d.loc.end_col}",
+        ]
+    props.append("title=cnnc")
+    body = "\n".join([d.message, *d.notes, *([f"fix: {d.fix}"] if d.fix else [])])
+    return f"::{d.severity} {','.join(props)}::{_github_escape(body)}"
+
+
+def cmd_check(args) -> int:
+    """Every file is checked and reported, so a spec error is caught here, not in `main`."""
+    files = spec_files(args.paths)
+    results, failed = [], 0
+    for path in files:
+        try:
+            checked = load(path, args.input)
+            results.append(
+                {
+                    "path": str(path),
+                    "ok": True,
+                    "network": checked.graph.name,
+                    "params": checked.params,
+                    "macs": checked.macs,
+                    "output_shape": list(checked.output.shape),
+                    "diagnostics": [],
+                }
+            )
+            if args.format == "text":
+                print(
+                    f"{path}: ok  {checked.graph.name}: {checked.params:,} params, "
+                    f"{checked.macs:,} MACs, output {'x'.join(map(str, checked.output.shape))}"
+                )
+        except SpecError as error:
+            failed += 1
+            results.append(
+                {
+                    "path": str(path),
+                    "ok": False,
+                    "diagnostics": [_diagnostic_json(d) for d in error.diagnostics],
+                }
+            )
+            if args.format == "text":
+                print(error.render(read_source(path)))
+            elif args.format == "github":
+                print("\n".join(_github(d) for d in error.diagnostics))
+    if args.format == "json":
+        print(
+            json.dumps(
+                {"ok": failed == 0, "checked": len(files), "failed": failed, "files": results},
+                indent=2,
+            )
+        )
+    elif args.format == "text" and len(files) > 1:
+        print(f"{len(files)} specs checked: {len(files) - failed} ok, {failed} with errors")
+    return EXIT_CODES[SpecError] if failed else 0
+
+
+def cmd_report(args) -> int:
+    from cnnc.compiler import report
+
+    built = report.build(load_one(args.spec, args.input), batch=args.batch)
+    if args.format == "json":
+        report.validate(built)
+        print(json.dumps(built, indent=2))
+    elif args.format == "markdown":
+        print(report.render_markdown(built))
+    else:
+        print(report.render_text(built))
+    return 0
+
+
+def cmd_compile(args) -> int:
+    from cnnc.compiler.lower import lower
+    from cnnc.compiler.plan_text import render_plan
+
+    plan = lower(load_one(args.spec, args.input), training=not args.inference)
+    if args.output:
+        write_atomic(args.output, json.dumps(plan_json(plan), indent=1))
+    print(render_plan(plan, args.batch, args.threads))
+    if args.output:
+        print(f"plan written to {args.output}")
+    return 0
+
+
+def plan_json(plan) -> dict:
+    import jsonschema
+
+    from cnnc.compiler.plan_text import plan_schema
+
+    data = plan.to_json()
+    jsonschema.validate(data, plan_schema())
+    return data
+
+
+# ---- the parser ------------------------------------------------------------------------------
+
+
+def _shape_arg(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a size such as 3x32x32") from None
+    if len(values) != 3 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a size such as 3x32x32")
+    return values
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"`{text}` must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"`{text}` must be positive")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _positive_float(text) if text not in ("0", "0.0") else 0.0
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"`{text}` must be below 1")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="cnnc", description="A declarative CNN architecture compiler."
+    )
+    top.add_argument("--version", action="version", version=f"cnnc {__version__}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = sub.add_parser("check", help="shape-check specs and verify their `expect` lines")
+    check.add_argument("paths", nargs="+", metavar="PATH", help=".cnn files or folders")
+    check.add_argument("--format", choices=("text", "json", "github"), default="text")
+    check.add_argument("--input", type=_shape_arg, metavar="CxHxW", help="override the input size")
+    check.set_defaults(run=cmd_check)
+
+    report = sub.add_parser("report", help="print the per-layer shape, parameter and cost table")
+    report.add_argument("spec")
+    report.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    report.add_argument("--batch", type=positive_int, default=1)
+    report.add_argument("--input", type=_shape_arg, metavar="CxHxW")
+    report.set_defaults(run=cmd_report)
+
+    compile_ = sub.add_parser("compile", help="lower a spec to an execution plan")
+    compile_.add_argument("spec")
+    compile_.add_argument("-o", "--output", help="write the plan as JSON")
+    compile_.add_argument("--batch", type=positive_int, default=1)
+    compile_.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="threads the runtime will use (default: all cores)",
+    )
+    compile_.add_argument("--inference", action="store_true", help="plan forward only")
+    compile_.add_argument("--input", type=_shape_arg, metavar="CxHxW")
+    compile_.set_defaults(run=cmd_compile)
+
+    train = sub.add_parser("train", help="train a spec on data (default: the bundled sample)")
+    train.add_argument("spec")
+    train.add_argument(
+        "--data",
+        default=None,
+        help="default (bundled Fashion-MNIST sample), fashion-mnist, mnist, a .npz, "
+        "an IDX folder or an image folder",
+    )
+    train.add_argument("--epochs", type=positive_int)
+    train.add_argument("--batch", type=positive_int)
+    train.add_argument("--lr", type=_positive_float)
+    train.add_argument("--schedule", choices=("constant", "step", "cosine"))
+    train.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
+    train.add_argument("--momentum", type=float)
+    train.add_argument("--nesterov", action="store_true", default=None)
+    train.add_argument("--weight-decay", type=float)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--validation", type=_fraction, help="fraction held out (default 0)")
+    train.add_argument("--limit", type=positive_int, help="train on the first N samples only")
+    train.add_argument("--out", default=None, help="run folder (default runs/<network>)")
+    train.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
+    train.add_argument("--quiet", action="store_true")
+    train.set_defaults(run=cli_train.cmd_train)
+
+    evaluate = sub.add_parser("eval", help="accuracy, per-class accuracy and confusion matrix")
+    evaluate.add_argument("spec")
+    evaluate.add_argument("--weights", required=True, help="a checkpoint or a run folder")
+    evaluate.add_argument("--data", default=None)
+    evaluate.add_argument("--batch", type=positive_int, default=256)
+    evaluate.add_argument("--format", choices=("text", "json"), default="text")
+    evaluate.set_defaults(run=cli_train.cmd_eval)
+
+    predict = sub.add_parser("predict", help="top-k classes for images")
+    predict.add_argument("spec")
+    predict.add_argument("images", nargs="+")
+    predict.add_argument("--weights", required=True)
+    predict.add_argument("--top", type=positive_int, default=3)
+    predict.set_defaults(run=cli_train.cmd_predict)
+    return top
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Spec files on disk: finding them, reading and checking one, writing results whole.
+
+A missing, unreadable or unwritable file is a UsageError (exit 2), never an OSError traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class UsageError(Exception):
+    """A bad command line or an unreadable file: exit 2."""
+
+
+def spec_files(paths: list[str]) -> list[Path]:
+    """The .cnn files named by `paths`; a folder stands for every .cnn file under it."""
+    found = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            inside = sorted(path.rglob("*.cnn"))
+            if not inside:
+                raise UsageError(f"{text}: no .cnn files in this folder")
+            found += inside
+        elif path.exists():
+            found.append(path)
+        else:
+            raise UsageError(f"{text}: no such file or folder")
+    return found
+
+
+def load(path: str | Path, input_shape=None, verify_expects: bool = True):
+    """Parse, expand and check one spec file; SpecError or UsageError on failure."""
+    from .check import check_file
+
+    try:
+        return check_file(str(path), input_shape, verify_expects)
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a folder; give a .cnn file") from None
+    except OSError as error:
+        raise UsageError(f"{path}: cannot read it ({error.strerror or error})") from None
+
+
+def load_one(path: str, input_shape=None):
+    """`load` for commands that take exactly one spec file; `expect` lines are not verified."""
+    files = spec_files([path])
+    if len(files) != 1 or Path(path).is_dir():
+        raise UsageError(f"{path}: give one .cnn file")
+    return load(files[0], input_shape, verify_expects=False)
+
+
+def read_source(path) -> str | None:
+    """The text to show under a diagnostic; no more than the parser would read (think /dev/zero)."""
+    from .syntax import MAX_SOURCE_BYTES
+
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(MAX_SOURCE_BYTES + 1).decode("utf-8-sig", "replace")
+    except OSError:
+        return None
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write through a temporary file and a rename, so a failure never leaves half a file."""
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, target)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise UsageError(f"{path}: cannot write it ({error.strerror or error})") from None
