@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnc.compiler.cli import main
-from cnnc.runtime import checkpoint, data
-from cnnc.runtime.commands import limit
+from cnnc.cli import main
+from cnnc.runtime import checkpoint
+from cnnc.runtime.dataset import limit
 from cnnc.runtime.network import Network
+from cnnc.runtime.sources import load_data
 from cnnc.runtime.train import TrainConfig, Trainer, TrainingError, learning_rate
 
 TINY = """network tiny
@@ -21,7 +22,7 @@ CONV 8@5x5 s2 -> BN -> RELU -> POOL max 2x2 -> DROPOUT 0.2 -> FC 10 -> SOFTMAX
 
 @pytest.fixture(scope="module")
 def sample():
-    return limit(data.load_data(None), 1200)
+    return limit(load_data(None), 1200)
 
 
 def write_spec(folder: Path, text: str = TINY) -> str:
@@ -88,8 +89,9 @@ def test_nan_stops_training_names_the_step_and_keeps_the_checkpoint(tmp_path, sa
     with pytest.raises(TrainingError) as error:
         diverging.run()
     message = str(error.value)
-    assert "NaN or infinite at step" in message
+    assert f"NaN or infinite at step {diverging.network.steps_run} (epoch " in message
     assert "layer `" in message or "gradient of `" in message
+    assert f"the last good checkpoint {run / checkpoint.FILENAME} is intact" in message
     assert (run / checkpoint.FILENAME).read_bytes() == saved
 
 
@@ -103,13 +105,15 @@ def test_resume_refuses_another_spec(tmp_path, sample):
         trainer.resume(tmp_path / "run")
 
 
-def test_loading_weights_into_another_spec_names_the_first_mismatch(tmp_path, sample):
+def test_loading_weights_into_another_spec_names_the_first_mismatch(tmp_path, sample, capsys):
     spec = write_spec(tmp_path)
     Trainer(spec, config(epochs=1), sample, tmp_path / "run", quiet=True).run()
     other = tmp_path / "other.cnn"
     other.write_text(TINY.replace("8@5x5", "4@5x5"))
     code = main(["eval", str(other), "--weights", str(tmp_path / "run")])
     assert code == 2
+    err = capsys.readouterr().err
+    assert "tensor `conv1.weight` has shape (8, 1, 5, 5) in the weights but (4, 1, 5, 5)" in err
 
 
 def test_schedules():
