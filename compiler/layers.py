@@ -5,8 +5,8 @@ functions of (attrs, input shapes) returning an `Inferred`: the output shape and
 they resolved (groups, padding, filters); they raise ShapeError with the arithmetic that failed
 and the smallest fix. The other rules (params, buffers, MACs, workspace) read those resolved
 attributes. `ints` and `floats` name what the kind's kernels read from a plan row; abi.py
-generates the row offsets from them. Adding a layer = one entry here + its kernel pair in
-runtime/table.py + a row in the kernel test table.
+generates the row offsets from them. Adding a layer = one entry here (naming the kernels module)
++ its kernel pair and row adapters there + a row in the kernel test table.
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ class LayerKind:
     workspace: Callable[[dict, list[Shape], Shape], int] = lambda a, i, o: 0
     aux: bool = False  # keeps a per-sample buffer of the input's size from forward to backward
     spatial: bool = False  # needs a CxHxW input
+    kernels: str = "activations"  # the runtime/kernels module whose NAME = (forward, backward)
 
     @property
     def merge(self) -> bool:
@@ -430,6 +431,7 @@ KINDS: tuple[LayerKind, ...] = (
         ints=CONV_INTS,
         workspace=conv_workspace,
         spatial=True,
+        kernels="conv",
     ),
     LayerKind(
         "DECONV",
@@ -443,6 +445,7 @@ KINDS: tuple[LayerKind, ...] = (
         ints=CONV_INTS + pair("outpad"),
         workspace=deconv_workspace,
         spatial=True,
+        kernels="conv",
     ),
     LayerKind(
         "POOL",
@@ -454,6 +457,7 @@ KINDS: tuple[LayerKind, ...] = (
         ints=(*pair("kernel"), *pair("stride"), *pair("pad"), *whole("mode", POOL_MODES))
         + whole("count_pad"),
         spatial=True,
+        kernels="pool",
     ),
     LayerKind(
         "FC",
@@ -465,8 +469,11 @@ KINDS: tuple[LayerKind, ...] = (
         window=flat_window,
         saves=frozenset({"input"}),
         ints=whole("bias"),
+        kernels="fc",
     ),
-    LayerKind("FLATTEN", "flatten to a vector", (), lambda a, i: Inferred((numel(i[0]),))),
+    LayerKind(
+        "FLATTEN", "flatten to a vector", (), lambda a, i: Inferred((numel(i[0]),)), kernels="misc"
+    ),
     LayerKind("RELU", "max(x, 0)", saves=frozenset({"output"})),
     LayerKind(
         "LEAKYRELU",
@@ -495,6 +502,7 @@ KINDS: tuple[LayerKind, ...] = (
         saves=frozenset({"input"}),
         floats=("eps", "momentum"),
         state_size=lambda a, i, o: 4 * i[0][0],
+        kernels="norm",
     ),
     LayerKind(
         "DROPOUT",
@@ -503,6 +511,7 @@ KINDS: tuple[LayerKind, ...] = (
         dropout_shape,
         floats=("rate",),
         aux=True,
+        kernels="misc",
     ),
     LayerKind(
         "LRN",
@@ -518,6 +527,7 @@ KINDS: tuple[LayerKind, ...] = (
         ints=whole("size"),
         floats=("alpha", "beta", "k"),
         spatial=True,
+        kernels="norm",
     ),
     LayerKind(
         "UPSAMPLE",
@@ -530,9 +540,19 @@ KINDS: tuple[LayerKind, ...] = (
         window=lambda a, i: (1, 1, *a["scale"], -1),
         ints=pair("scale"),
         spatial=True,
+        kernels="misc",
     ),
-    LayerKind("ADD", "elementwise sum of branches", (), add_shape, arity=MANY_INPUTS),
-    LayerKind("CONCAT", "channel concatenation of branches", (), concat_shape, arity=MANY_INPUTS),
+    LayerKind(
+        "ADD", "elementwise sum of branches", (), add_shape, arity=MANY_INPUTS, kernels="misc"
+    ),
+    LayerKind(
+        "CONCAT",
+        "channel concatenation of branches",
+        (),
+        concat_shape,
+        arity=MANY_INPUTS,
+        kernels="misc",
+    ),
 )
 
 REGISTRY: dict[str, LayerKind] = {kind.name: kind for kind in KINDS}

@@ -1,42 +1,28 @@
 """Kernel table: layer kind -> (row forward, row backward), and the tuples the executor unrolls.
 
-The kinds and their order are the compiler registry's (compiler.layers.KINDS): row[abi.KIND] is
-a kind's index there, and FORWARD/BACKWARD follow that order. A kind missing here, or one the
-registry does not know, stops the import with its name.
+Nothing here is listed by hand: each registry entry (compiler.layers.KINDS) names the kernels
+module that defines `NAME = (row_forward, row_backward)` for it, and row[abi.KIND] is the kind's
+index in the registry, which FORWARD/BACKWARD follow. A kind whose module lacks its pair stops
+the import with both names.
 """
+
+from importlib import import_module
 
 from cnnc.compiler.layers import KINDS
 
-from .kernels import activations as act
-from .kernels import conv, fc, misc, norm, pool
 
-KERNELS = {
-    "CONV": conv.CONV,
-    "DECONV": conv.DECONV,
-    "POOL": pool.POOL,
-    "FC": fc.FC,
-    "FLATTEN": misc.FLATTEN,
-    "RELU": act.RELU,
-    "LEAKYRELU": act.LEAKYRELU,
-    "ELU": act.ELU,
-    "TANH": act.TANH,
-    "SIGMOID": act.SIGMOID,
-    "SOFTMAX": act.SOFTMAX,
-    "BN": norm.BN,
-    "DROPOUT": misc.DROPOUT,
-    "LRN": norm.LRN,
-    "UPSAMPLE": misc.UPSAMPLE,
-    "ADD": misc.ADD,
-    "CONCAT": misc.CONCAT,
-}
+def _pair(kind):
+    module = import_module(f"{__package__}.kernels.{kind.kernels}")
+    pair = getattr(module, kind.name, None)
+    if not (isinstance(pair, tuple) and len(pair) == 2):
+        raise ImportError(
+            f"{kind.name}: runtime/kernels/{kind.kernels}.py defines no "
+            f"{kind.name} = (row_forward, row_backward)"
+        )
+    return pair
 
-_missing = [kind.name for kind in KINDS if kind.name not in KERNELS]
-_unknown = sorted(set(KERNELS) - {kind.name for kind in KINDS})
-if _missing or _unknown:
-    raise ImportError(
-        f"kernel table out of step with the registry: missing {_missing}, unknown {_unknown}"
-    )
 
-KIND_ORDER = tuple(kind.name for kind in KINDS)
-FORWARD = tuple(KERNELS[kind.name][0] for kind in KINDS)
-BACKWARD = tuple(KERNELS[kind.name][1] for kind in KINDS)
+KERNELS = {kind.name: _pair(kind) for kind in KINDS}
+KIND_ORDER = tuple(KERNELS)
+FORWARD = tuple(pair[0] for pair in KERNELS.values())
+BACKWARD = tuple(pair[1] for pair in KERNELS.values())
