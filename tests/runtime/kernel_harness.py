@@ -388,16 +388,6 @@ def ref_forward(kind, xs, ps, a, ctx):
         return y.reshape(n, -1, 1, 1)
     if kind == "FLATTEN":
         return x.reshape(n, -1, 1, 1)
-    if kind == "RELU":
-        return np.maximum(x, 0)
-    if kind == "LEAKYRELU":
-        return np.where(x > 0, x, a["slope"] * x)
-    if kind == "ELU":
-        return np.where(x > 0, x, a["alpha"] * (np.exp(x) - 1))
-    if kind == "TANH":
-        return np.tanh(x)
-    if kind == "SIGMOID":
-        return 1 / (1 + np.exp(-x))
     if kind == "SOFTMAX":
         return softmax_ref(x)
     if kind == "BN":
@@ -433,16 +423,6 @@ def ref_backward(kind, xs, ps, a, ctx, dy):
         return [dx], [g.T @ x.reshape(n, -1), g.sum(axis=0)][: len(ps)]
     if kind == "FLATTEN":
         return [dy.reshape(x.shape)], []
-    if kind == "RELU":
-        return [dy * (x > 0)], []
-    if kind == "LEAKYRELU":
-        return [dy * np.where(x > 0, 1, a["slope"])], []
-    if kind == "ELU":
-        return [dy * np.where(x > 0, 1, a["alpha"] * np.exp(x))], []
-    if kind == "TANH":
-        return [dy / np.cosh(x) ** 2], []
-    if kind == "SIGMOID":
-        return [dy * np.exp(-x) / (1 + np.exp(-x)) ** 2], []
     if kind == "SOFTMAX":
         y = softmax_ref(x)  # Jacobian diag(y) - y y^T applied per pixel
         return [y * dy - y * (y * dy).sum(axis=1, keepdims=True)], []
