@@ -15,8 +15,10 @@ import json
 import sys
 
 from cnnc import __version__
+from cnnc.compiler import draw, reference
 from cnnc.compiler.errors import Diagnostic, SpecError
 from cnnc.compiler.files import UsageError, load, load_one, read_source, spec_files, write_atomic
+from cnnc.runtime import show
 from cnnc.runtime.errors import CheckpointError, DataError, TrainingError
 
 from . import cli_train
@@ -292,7 +294,18 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--weights", required=True)
     predict.add_argument("--top", type=positive_int, default=3)
     predict.set_defaults(run=cli_train.cmd_predict)
+
+    draw.add_commands(sub)
+    show.add_commands(sub)
+    layers = sub.add_parser("layers", help="every layer kind, its arguments and their defaults")
+    layers.add_argument("--format", choices=("text", "markdown"), default="text")
+    layers.set_defaults(run=cmd_layers)
     return top
+
+
+def cmd_layers(args) -> int:
+    print(reference.markdown() if args.format == "markdown" else reference.text(), end="")
+    return 0
 
 
 if __name__ == "__main__":
