@@ -475,6 +475,7 @@ KINDS: tuple[LayerKind, ...] = (
         "FLATTEN", "flatten to a vector", (), lambda a, i: Inferred((numel(i[0]),)), kernels="misc"
     ),
     LayerKind("RELU", "max(x, 0)", saves=frozenset({"output"})),
+    LayerKind("RELU6", "min(max(x, 0), 6)", saves=frozenset({"output"})),
     LayerKind(
         "LEAKYRELU",
         "x if x > 0 else slope * x",

@@ -58,6 +58,7 @@ def _module(layer, in_shapes):
         "BN": lambda: norm(c_in, a["eps"], a["momentum"]),
         "FLATTEN": lambda: nn.Flatten(),
         "RELU": lambda: nn.ReLU(),
+        "RELU6": lambda: nn.ReLU6(),
         "LEAKYRELU": lambda: nn.LeakyReLU(a["slope"]),
         "ELU": lambda: nn.ELU(a["alpha"]),
         "TANH": lambda: nn.Tanh(),

@@ -1,8 +1,9 @@
-"""Activations as forward/backward pairs: RELU, LEAKYRELU, ELU, TANH, SIGMOID, SOFTMAX.
+"""Activations as forward/backward pairs: RELU, RELU6, LEAKYRELU, ELU, TANH, SIGMOID, SOFTMAX.
 
 A pair works on plain float32 arrays: `x_forward(out, inp, ...)` writes out, and
 `x_backward(dinp, dout, out, ...)` accumulates into dinp from the saved output alone:
-RELU y > 0, LEAKYRELU y > 0 ? 1 : slope, ELU y > 0 ? 1 : y + alpha, TANH 1 - y^2, SIGMOID y(1 - y).
+RELU y > 0, RELU6 0 < y < 6, LEAKYRELU y > 0 ? 1 : slope, ELU y > 0 ? 1 : y + alpha,
+TANH 1 - y^2, SIGMOID y(1 - y).
 Pointwise kinds get their row adapters from `elementwise`, which cuts the flat n*C*H*W range into
 one chunk per thread; SOFTMAX (over channels) cuts the n*H*W pixels.
 """
@@ -27,6 +28,21 @@ def relu_forward(out, inp):
 def relu_backward(dinp, dout, out):
     for i in range(out.size):
         if out[U(i)] > 0.0:
+            dinp[U(i)] += dout[U(i)]
+
+
+@njit(**JIT)
+def relu6_forward(out, inp):
+    for i in range(inp.size):
+        v = inp[U(i)]
+        out[U(i)] = 0.0 if v <= 0.0 else (6.0 if v >= 6.0 else v)
+
+
+@njit(**JIT)
+def relu6_backward(dinp, dout, out):
+    for i in range(out.size):
+        v = out[U(i)]
+        if v > 0.0 and v < 6.0:
             dinp[U(i)] += dout[U(i)]
 
 
@@ -196,6 +212,7 @@ def elementwise(kind: str, forward, backward):
 
 
 RELU = elementwise("RELU", relu_forward, relu_backward)
+RELU6 = elementwise("RELU6", relu6_forward, relu6_backward)
 LEAKYRELU = elementwise("LEAKYRELU", leakyrelu_forward, leakyrelu_backward)
 ELU = elementwise("ELU", elu_forward, elu_backward)
 TANH = elementwise("TANH", tanh_forward, tanh_backward)

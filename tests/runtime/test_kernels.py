@@ -56,6 +56,11 @@ SMALL = "3x5x4"
 # A new pointwise kind's references are one row here.
 POINTWISE = {
     "RELU": (lambda x, a: np.maximum(x, 0), lambda x, a: x > 0, lambda F, x, a: F.relu(x)),
+    "RELU6": (
+        lambda x, a: np.clip(x, 0, 6),
+        lambda x, a: (x > 0) & (x < 6),
+        lambda F, x, a: F.relu6(x),
+    ),
     "LEAKYRELU": (
         lambda x, a: np.where(x > 0, x, a["slope"] * x),
         lambda x, a: np.where(x > 0, 1, a["slope"]),
@@ -119,6 +124,8 @@ CASES = (
     case("FLATTEN", BIG),
     case("RELU", SMALL),
     case("RELU", BIG),
+    case("RELU6", SMALL),
+    case("RELU6", BIG),
     case("LEAKYRELU 0.1", SMALL),
     case("LEAKYRELU 0.01", BIG),
     case("ELU 0.7", SMALL),
@@ -533,3 +540,14 @@ def test_count_correct():
     A = logits.reshape(-1).copy()
     labels = np.array([1, 0, 2, 2], np.int64)
     assert loss.count_correct(A, 0, 3, labels, 4) == 3
+
+
+def test_relu6_pair_clips_at_six_on_plain_arrays():
+    from cnnc.runtime.kernels.activations import relu6_backward, relu6_forward
+
+    x = np.array([-1.0, 0.5, 5.5, 6.0, 9.0], np.float32)
+    y, dx = np.zeros_like(x), np.ones_like(x)
+    relu6_forward(y, x)
+    relu6_backward(dx, np.full_like(x, 2.0), y)
+    np.testing.assert_array_equal(y, [0.0, 0.5, 5.5, 6.0, 6.0])
+    np.testing.assert_array_equal(dx, [1.0, 3.0, 3.0, 1.0, 1.0])  # accumulates where 0 < y < 6
