@@ -52,7 +52,7 @@ def cnnc_profile(checked, batch, x, y, repeats):
         net.forward(x, training=True)  # loads the input; the pass is then redone step by step
         for s in range(len(plan.steps)):
             start = time.perf_counter()
-            executor.forward_step(net.rows[s, 0], *args, net.rows[s], net.frows[s], n, True, s)
+            net.executor.forward_step(net.rows[s, 0], *args, net.rows[s], net.frows[s], n, True, s)
             fwd[s].append(time.perf_counter() - start)
         logits = plan.tensors[plan.logits]
         softmax_cross_entropy(net.A, logits.offset, logits.grad_offset, net.classes, y, n)
@@ -60,7 +60,7 @@ def cnnc_profile(checked, batch, x, y, repeats):
         for s in range(plan.backward_from, -1, -1):
             start = time.perf_counter()
             executor.zero_input_grads(net.A, net.rows[s], n)
-            executor.backward_step(net.rows[s, 0], *args, net.rows[s], net.frows[s], n, True, s)
+            net.executor.backward_step(net.rows[s, 0], *args, net.rows[s], net.frows[s], n, True, s)
             bwd[s].append(time.perf_counter() - start)
     whole = median_time(lambda: net.loss_and_grad(x, y), repeats)
     update = median_time(lambda: opt.step(net.P, net.G, bench.LR), repeats)

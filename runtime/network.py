@@ -33,6 +33,7 @@ class Network:
         plan = self.plan
         self.rows = np.ascontiguousarray([s.row for s in plan.steps], dtype=np.int64)
         self.frows = np.ascontiguousarray([s.frow for s in plan.steps], dtype=np.float64)
+        self.executor = executor.for_plan(plan)  # compiled for the kinds this plan uses
         self.threads = numba.get_num_threads()
         self.A = np.zeros(max(plan.arena_size * batch, 1), np.float32)
         self.P = np.zeros(max(plan.param_size, 1), np.float32)
@@ -155,7 +156,7 @@ class Network:
         """Run the network; returns a copy of the output, shape (n, *output_shape)."""
         n = self._load_input(x)
         self.steps_run += 1
-        executor.forward(
+        self.executor.forward(
             self.rows, self.frows, self.A, self.P, self.G, self.S, self.W, n, training, self._seed()
         )
         self._n, self._training = n, training
@@ -174,7 +175,7 @@ class Network:
             raise InputError(f"expected a gradient of shape {(n, *out.shape)}, got {grad.shape}")
         self._tensor(out.grad_offset, out.shape, n)[...] = grad
         self.G[:] = 0.0
-        executor.backward(
+        self.executor.backward(
             self.rows,
             self.frows,
             self.A,
@@ -203,13 +204,13 @@ class Network:
         logits = plan.tensors[plan.logits]
         arenas = (self.A, self.P, self.G, self.S, self.W)
         seed = self._seed()
-        executor.forward(self.rows, self.frows, *arenas, n, True, seed)
+        self.executor.forward(self.rows, self.frows, *arenas, n, True, seed)
         loss = softmax_cross_entropy(
             self.A, logits.offset, logits.grad_offset, self.classes, labels, n
         )
         correct = count_correct(self.A, logits.offset, self.classes, labels, n)
         self.G[:] = 0.0
-        executor.backward(self.rows, self.frows, *arenas, n, True, seed, plan.backward_from)
+        self.executor.backward(self.rows, self.frows, *arenas, n, True, seed, plan.backward_from)
         self._n = n
         return float(loss), int(correct)
 
@@ -218,7 +219,8 @@ class Network:
         n = self._load_input(x)
         labels = self._labels(y, n)
         logits = self.plan.tensors[self.plan.logits].offset
-        executor.forward(self.rows, self.frows, self.A, self.P, self.G, self.S, self.W, n, False, 0)
+        arenas = (self.A, self.P, self.G, self.S, self.W)
+        self.executor.forward(self.rows, self.frows, *arenas, n, False, 0)
         loss = softmax_cross_entropy(self.A, logits, -1, self.classes, labels, n) * n
         correct = count_correct(self.A, logits, self.classes, labels, n)
         self._n = n
@@ -233,7 +235,7 @@ class Network:
         """Run forward one step at a time and name the first layer whose output is not finite."""
         n = self._load_input(x)
         for number, step in enumerate(self.plan.steps):
-            executor.forward_step(
+            self.executor.forward_step(
                 self.rows[number, 0],
                 self.A,
                 self.P,

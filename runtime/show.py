@@ -8,7 +8,7 @@ the runtime only when a picture is asked for, so building the command line stays
 
 Feature maps are read one step at a time: an inference plan reuses arena slots as soon as a
 tensor is dead, so after a whole forward pass most intermediate tensors are overwritten. Running
-`executor.forward_step` per step and copying each step's output right away sees every tensor
+`network.executor.forward_step` per step and copying each step's output right away sees every tensor
 with the plan unchanged (the same route `Network.first_nonfinite` takes).
 """
 
@@ -242,8 +242,6 @@ def activations(network, x) -> dict[int, object]:
 
     from cnnc.compiler import abi
 
-    from . import executor
-
     plan = network.plan
     x = np.ascontiguousarray(x, dtype=np.float32).reshape(plan.input_shape)
     slot = plan.tensors[0]
@@ -252,7 +250,8 @@ def activations(network, x) -> dict[int, object]:
     arenas = (network.A, network.P, network.G, network.S, network.W)
     for number, step in enumerate(plan.steps):
         row = network.rows[number]
-        executor.forward_step(row[abi.KIND], *arenas, row, network.frows[number], 1, False, 0)
+        frow = network.frows[number]
+        network.executor.forward_step(row[abi.KIND], *arenas, row, frow, 1, False, 0)
         out = plan.tensors[step.output]
         size = math.prod(out.shape)
         seen[step.output] = network.A[out.offset : out.offset + size].reshape(out.shape).copy()
