@@ -21,7 +21,7 @@ from cnnc.compiler.files import UsageError, load, load_one, read_source, spec_fi
 from cnnc.runtime import show
 from cnnc.runtime.errors import CheckpointError, DataError, TrainingError
 
-from . import cli_train
+from . import cli_review, cli_train
 
 EXIT_CODES: dict[type[BaseException], int] = {
     SpecError: 1,  # a spec that does not check, or a failed `expect`
@@ -148,14 +148,16 @@ def cmd_check(args) -> int:
 def cmd_report(args) -> int:
     from cnnc.compiler import report
 
+    if args.sizes:
+        return cli_review.cmd_sizes(args)
     built = report.build(load_one(args.spec, args.input), batch=args.batch)
     if args.format == "json":
         report.validate(built)
         print(json.dumps(built, indent=2))
     elif args.format == "markdown":
-        print(report.render_markdown(built))
+        print(report.render_markdown(built, args.depth, args.wide))
     else:
-        print(report.render_text(built))
+        print(report.render_text(built, args.depth, args.wide, args.max_width))
     return 0
 
 
@@ -240,6 +242,7 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     report.add_argument("--batch", type=positive_int, default=1)
     report.add_argument("--input", type=_shape_arg, metavar="CxHxW")
+    cli_review.add_report_options(report)
     report.set_defaults(run=cmd_report)
 
     compile_ = sub.add_parser("compile", help="lower a spec to an execution plan")
@@ -294,6 +297,7 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--weights", required=True)
     predict.add_argument("--top", type=positive_int, default=3)
     predict.set_defaults(run=cli_train.cmd_predict)
+    cli_review.add_commands(sub, _shape_arg)
 
     draw.add_commands(sub)
     show.add_commands(sub)

@@ -108,9 +108,14 @@ def _input_that_works(graph: Graph) -> Shape | None:
 
     for hh, ww in zip(near(h), near(w), strict=False):
         shape = (c, hh, ww)
-        if numel(shape) <= MAX_INPUT and not _layers(replace(graph, input_shape=shape))[1]:
+        if checks_at(graph, shape):
             return shape
     return None
+
+
+def checks_at(graph: Graph, shape: Shape) -> bool:
+    """Whether every layer's shape rule holds for this input size (`expect` lines aside)."""
+    return numel(shape) <= MAX_INPUT and not _layers(replace(graph, input_shape=shape))[1]
 
 
 def _layer(node: Node, ins: list[Layer]) -> Layer:

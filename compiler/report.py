@@ -4,6 +4,7 @@ as a terminal table and as Markdown for a pull-request comment."""
 from __future__ import annotations
 
 import json
+import math
 from functools import cache
 from importlib.resources import files
 
@@ -20,8 +21,18 @@ def build(checked: Checked, batch: int = 1, threads: int | None = None) -> dict:
     training = lower(checked, training=True)
     inference = lower(checked, training=False)
     rows = []
+    names: dict[int, list[str]] = {}
+    for name, index in graph.tensors.items():
+        names.setdefault(index, []).append(name)
     for layer in checked.layers:
         node = layer.node
+        extra = {"tensors": names[node.index]} if node.index in names else {}
+        if node.call_locs:
+            extra["calls"] = [_written(graph.source, loc) for loc in node.call_locs]
+        for key in ("kernel", "stride"):
+            value = layer.attrs.get(key)
+            if isinstance(value, tuple) and all(isinstance(v, int) for v in value):
+                extra[key] = list(value)
         rows.append(
             {
                 "index": node.index,
@@ -36,6 +47,7 @@ def build(checked: Checked, batch: int = 1, threads: int | None = None) -> dict:
                 "receptive_field": list(layer.rf),
                 "effective_stride": [float(j) for j in layer.jump],
                 "line": node.loc.line,
+                **extra,
             }
         )
     memory_train = training.memory(batch, threads)
@@ -116,25 +128,98 @@ def _merge_call(row: dict) -> str:
     return f"{row['kind']}({', '.join(row['inputs'])}){arguments}"
 
 
-def _table(report: dict) -> tuple[list[str], list[list[str]]]:
-    header = ["#", "name", "layer", "output", "params", "MACs", "RF"]
-    rows = []
+def _written(source: str, loc) -> str:
+    """A block call as the spec wrote it (one line; the call's span)."""
+    lines = source.split("\n")
+    text = lines[loc.line - 1] if 0 < loc.line <= len(lines) else ""
+    end = loc.end_col - 1 if loc.end_line == loc.line else len(text)
+    return " ".join(text[loc.col - 1 : end].split())
+
+
+def _pair(values) -> str:
+    if not values:
+        return ""
+    return f"{values[0]}" if len(set(values)) == 1 else "x".join(map(str, values))
+
+
+def fold(report: dict, depth: int) -> list[dict]:
+    """The layer rows with every block call deeper than `depth` levels folded into one row.
+
+    Depth counts levels as torchinfo does: the top-level layers and block calls are level 1.
+    A layer named `stage2.block1.conv1` sits two block calls deep; at depth 1 it is part of the
+    row `stage2`, at depth 2 of `stage2.block1`, at depth 3 it is shown. A folded row sums
+    params, buffers and MACs and shows the output shape and receptive field of its last layer,
+    so the totals stay the same.
+    """
+    rows: list[dict] = []
+    groups: dict[str, dict] = {}
+    by_name = {row["name"]: row for row in report["layers"]}
     for row in report["layers"]:
+        path = row["name"].split(".")
+        if len(row.get("calls", ())) < depth or len(path) <= depth:
+            rows.append(row)
+            continue
+        key = ".".join(path[:depth])
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = {
+                **row,
+                "name": key,
+                "kind": "BLOCK",
+                "layer": row["calls"][depth - 1],
+                "params": 0,
+                "buffers": 0,
+                "macs": 0,
+                "folded": [],
+            }
+            group.pop("kernel", None), group.pop("stride", None)
+            rows.append(group)
+        group["folded"].append(row["name"])
+        for figure in ("params", "buffers", "macs"):
+            group[figure] += row[figure]
+        inside = set(group["folded"])
+        outside = [n for m in group["folded"] for n in by_name[m]["inputs"] if n not in inside]
+        group["inputs"] = list(dict.fromkeys(outside))
+        for figure in ("output_shape", "receptive_field", "effective_stride"):
+            group[figure] = row[figure]
+        group["tensors"] = [t for t in row.get("tensors", []) if not t.startswith(key + ".")]
+    return rows
+
+
+def _table(report: dict, rows: list[dict] | None = None, wide: bool = False):
+    named = any(row.get("tensors") for row in report["layers"])
+    header = [
+        "#",
+        "name",
+        "layer",
+        "output",
+        "params",
+        "MACs",
+        "RF",
+        *(["tensor"] if named else []),
+    ]
+    if wide:
+        header[3:3] = ["kernel", "stride", "input"]
+    shapes = {row["name"]: row["output_shape"] for row in report["layers"]}
+    table = []
+    for row in report["layers"] if rows is None else rows:
         rf = row["receptive_field"]
-        rows.append(
-            [
-                str(row["index"]),
-                row["name"],
-                _merge_call(row)
-                if row["kind"] != "INPUT" and REGISTRY[row["kind"]].merge
-                else row["layer"],
-                _shape(row["output_shape"]),
-                f"{row['params']:,}" if row["params"] else "",
-                human(row["macs"]) if row["macs"] else "",
-                f"{rf[0]}" if rf[0] == rf[1] else f"{rf[0]}x{rf[1]}",
-            ]
-        )
-    return header, rows
+        merge = row["kind"] not in ("INPUT", "BLOCK") and REGISTRY[row["kind"]].merge
+        cells = [
+            str(row["index"]),
+            row["name"],
+            _merge_call(row) if merge else row["layer"],
+            _shape(row["output_shape"]),
+            f"{row['params']:,}" if row["params"] else "",
+            human(row["macs"]) if row["macs"] else "",
+            f"{rf[0]}" if rf[0] == rf[1] else f"{rf[0]}x{rf[1]}",
+            *([", ".join(row.get("tensors", []))] if named else []),
+        ]
+        if wide:
+            inputs = " + ".join(_shape(shapes[name]) for name in row["inputs"])
+            cells[3:3] = [_pair(row.get("kernel")), _pair(row.get("stride")), inputs]
+        table.append(cells)
+    return header, table
 
 
 def _totals(report: dict) -> list[tuple[str, str]]:
@@ -160,35 +245,60 @@ def _totals(report: dict) -> list[tuple[str, str]]:
     ]
 
 
-def render_text(report: dict) -> str:
-    header, rows = _table(report)
-    numeric = {0, 4, 5, 6}
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+def _shrink(widths: list[int], header: list[str], max_width: int | None) -> list[int]:
+    """Narrow the widest text column, one character at a time, until a row fits `max_width`."""
+    widths = list(widths)
+    text = [header.index(c) for c in ("name", "layer", "input", "tensor") if c in header]
+    while max_width and sum(widths) + 2 * (len(widths) - 1) > max_width:
+        column = max(text, key=lambda i: widths[i])
+        if widths[column] <= max(len(header[column]), 6):
+            break
+        widths[column] -= 1
+    return widths
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "~"
+
+
+def render_text(
+    report: dict, depth: int | None = None, wide: bool = False, max_width: int | None = None
+) -> str:
+    """The table; column widths come from every layer of the net, folded or not, so a report's
+    lines move only where the net changed."""
+    header, everything = _table(report, wide=wide)
+    shown = everything
+    if depth is not None:
+        _, shown = _table(report, fold(report, depth), wide)
+    numeric = {header.index(c) for c in ("#", "params", "MACs", "RF")}
+    widths = [max(len(r[i]) for r in [header, *everything, *shown]) for i in range(len(header))]
+    widths = _shrink(widths, header, max_width)
 
     def line(cells):
         return "  ".join(
-            c.rjust(w) if i in numeric else c.ljust(w)
+            _cut(c, w).rjust(w) if i in numeric else _cut(c, w).ljust(w)
             for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
-    rule = "-" * len(line(header))
+    rule = "-" * len(line([h.ljust(w) for h, w in zip(header, widths, strict=True)]))
     title = (
         f"{report['network']}: input {_shape(report['input_shape'])} -> output "
         f"{_shape(report['output_shape'])}"
     )
-    out = [title, rule, line(header), rule, *(line(r) for r in rows), rule]
+    out = [title, rule, line(header), rule, *(line(r) for r in shown), rule]
     label_width = max(len(k) for k, _ in _totals(report))
     out += [f"{k.ljust(label_width)}  {v}" for k, v in _totals(report)]
     return "\n".join(out)
 
 
-def render_markdown(report: dict) -> str:
-    header, rows = _table(report)
+def render_markdown(report: dict, depth: int | None = None, wide: bool = False) -> str:
+    header, rows = _table(report, fold(report, depth) if depth is not None else None, wide)
 
     def cells(values):
         return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
 
-    align = ["---:", "---", "---", "---", "---:", "---:", "---:"]
+    numeric = ("#", "params", "MACs", "RF")
+    align = ["---:" if h in numeric else "---" for h in header]
     out = [
         f"### `{report['network']}`: {_shape(report['input_shape'])} → "
         f"{_shape(report['output_shape'])}",
@@ -200,3 +310,33 @@ def render_markdown(report: dict) -> str:
     out += ["", "| total | |", "| --- | ---: |"]
     out += [f"| {k} | {v} |" for k, v in _totals(report)]
     return "\n".join(out)
+
+
+# ---- the input sizes at which a spec checks ---------------------------------------------------
+
+
+def sizes(graph, low: int, high: int) -> list[int]:
+    """Every square input size in low..high (same channels) for which every layer checks: the
+    windows fit and the merges (a U-Net's skips) line up."""
+    from .check import checks_at
+
+    channels = graph.input_shape[0]
+    return [s for s in range(low, high + 1) if checks_at(graph, (channels, s, s))]
+
+
+def render_sizes(found: list[int], low: int, high: int, current: tuple[int, ...]) -> str:
+    head = f"input sizes {low}..{high} at which the spec checks (channels {current[0]}):"
+    if not found:
+        return f"{head} none"
+    runs, start = [], found[0]
+    for previous, size in zip(found, [*found[1:], None], strict=True):
+        if size != previous + 1:
+            runs.append(f"{start}..{previous}" if previous > start else f"{start}")
+            start = size
+    step = math.gcd(*found) if len(found) > 1 else 0
+    lines = [head]
+    if step > 1 and found == list(range(found[0], found[-1] + 1, step)):
+        lines.append(f"  every multiple of {step} from {found[0]} to {found[-1]}")
+    else:
+        lines.append("  " + ", ".join(runs))
+    return "\n".join(lines)

@@ -249,3 +249,22 @@ def test_the_command_runs_without_importing_numba_or_jsonschema():
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.splitlines()[-1] == "0 []"
+
+
+def test_report_depth_wide_and_sizes(capsys):
+    code, out, _ = run(capsys, "report", str(SPECS / "resnet18.cnn"), "--depth", "1", "--wide")
+    assert code == 0 and "basic(64) x2" in out and "kernel" in out
+    code, out, _ = run(capsys, "report", str(SPECS / "resnet18.cnn"), "--max-width", "70")
+    assert code == 0
+    assert max(len(line) for line in out.split("\nparams")[0].splitlines()[1:]) <= 70
+    code, out, _ = run(
+        capsys, "report", str(SPECS / "unet_small.cnn"), "--sizes", "--range", "16..64"
+    )
+    assert code == 0 and "every multiple of 4 from 16 to 64" in out
+    assert run(capsys, "report", LENET, "--sizes", "--range", "9..3")[0] == 2
+
+
+def test_report_sizes_works_when_the_spec_does_not_check(specs, capsys):
+    path = specs("odd.cnn", "input 1x30x30\nPOOL max 2x2 -> POOL max 2x2 -> e\nCONCAT(e, e)\n")
+    code, out, _ = run(capsys, "report", path, "--sizes", "--range", "16..24", "--format", "json")
+    assert code == 0 and json.loads(out)["sizes"] == list(range(16, 25))

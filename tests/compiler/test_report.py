@@ -153,3 +153,69 @@ def test_validate_rejects_a_broken_report():
     data["layers"][1]["macs"] = -1
     with pytest.raises(jsonschema.ValidationError):
         report.validate(data)
+
+
+# ---- folding blocks, tensor names, wide and narrow tables, valid input sizes -------------------
+
+
+def _zoo_report(name: str) -> dict:
+    from cnnc.compiler.files import load_one
+
+    return report.build(load_one(str(Path(__file__).parents[2] / "specs" / f"{name}.cnn")))
+
+
+@pytest.mark.parametrize("name", ["resnet50", "googlenet", "densenet121", "unet_small"])
+@pytest.mark.parametrize("depth", [1, 2])
+def test_folded_totals_equal_the_unfolded(name, depth):
+    built = _zoo_report(name)
+    folded = report.fold(built, depth)
+    for figure in ("params", "buffers", "macs"):
+        assert sum(r[figure] for r in folded) == sum(r[figure] for r in built["layers"])
+    assert folded[-1]["output_shape"] == built["output_shape"]
+    assert len(folded) < len(built["layers"]) or depth > 1  # these nets nest one level
+
+
+def test_depth_one_gives_a_row_per_block_call():
+    built = _zoo_report("resnet18")
+    rows = report.fold(built, 1)
+    names = [r["name"] for r in rows]
+    assert "basic1" in names and not any("." in n for n in names)
+    block = next(r for r in rows if r["name"] == "basic1")
+    assert (
+        block["layer"] == "basic(64) x2" and block["params"] == 2 * 64 * 64 * 9 + 256
+    )  # one call per repetition
+    text = report.render_text(built, depth=1)
+    assert "basic(64) x2" in text and "basic1.conv1" not in text
+
+
+def test_tensor_names_are_a_column_and_merges_use_them():
+    text = report.render_text(_zoo_report("unet_small"))
+    header = text.splitlines()[2]
+    assert header.split()[-1] == "tensor"
+    assert any(line.rstrip().endswith("  e2") for line in text.splitlines())
+    assert "CONCAT(deconv1, double2.relu2)" in text
+
+
+def test_wide_and_max_width():
+    built = _zoo_report("googlenet")
+    wide = report.render_text(built, wide=True)
+    assert all(word in wide.splitlines()[2] for word in ("kernel", "stride", "input"))
+    narrow = report.render_text(built, depth=1, max_width=80)
+    table = narrow.split("\nparams")[0].splitlines()[1:]
+    assert max(map(len, table)) <= 80
+
+
+def test_column_widths_do_not_depend_on_folding():
+    built = _zoo_report("resnet18")
+    plain, folded = report.render_text(built), report.render_text(built, depth=1)
+    assert plain.splitlines()[2] == folded.splitlines()[2]
+
+
+def test_sizes_of_a_unet_line_up_its_skips():
+    from cnnc.compiler.expand import expand
+    from cnnc.compiler.syntax import parse_file
+
+    graph = expand(parse_file(str(Path(__file__).parents[2] / "specs" / "unet_small.cnn")))
+    found = report.sizes(graph, 16, 80)
+    assert found == list(range(16, 81, 4))
+    assert "every multiple of 4" in report.render_sizes(found, 16, 80, graph.input_shape)
