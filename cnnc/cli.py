@@ -18,6 +18,7 @@ from cnnc import __version__
 from cnnc.compiler import draw, reference
 from cnnc.compiler.errors import Diagnostic, SpecError
 from cnnc.compiler.files import UsageError, load, load_one, read_source, spec_files, write_atomic
+from cnnc.compiler.files import shape_arg as _shape_arg
 from cnnc.runtime import show
 from cnnc.runtime.errors import CheckpointError, DataError, TrainingError
 
@@ -185,16 +186,6 @@ def plan_json(plan) -> dict:
 
 
 # ---- the parser ------------------------------------------------------------------------------
-
-
-def _shape_arg(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"`{text}` is not a size such as 3x32x32") from None
-    if len(values) != 3 or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"`{text}` is not a size such as 3x32x32")
-    return values
 
 
 def positive_int(text: str) -> int:

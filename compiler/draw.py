@@ -30,6 +30,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from .check import Checked
+from .files import read_source, shape_arg, write_bytes_atomic
 from .layers import REGISTRY, Shape, describe, fmt
 
 # ---- fold: the graph as boxes ------------------------------------------------------------------
@@ -965,16 +966,6 @@ def html(checked: Checked, depth: int = 0) -> str:
 FORMATS = (".svg", ".png", ".html")
 
 
-def _shape(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"`{text}` is not a size such as 3x32x32") from None
-    if len(values) != 3 or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"`{text}` is not a size such as 3x32x32")
-    return values
-
-
 def _depth(text: str) -> int:
     if text == "all":
         return 1 << 10
@@ -1010,7 +1001,7 @@ def add_commands(subparsers) -> None:
         metavar="N",
         help="open N levels of blocks (default 0: every block call is one box; `all` opens all)",
     )
-    draw.add_argument("--input", type=_shape, metavar="CxHxW", help="override the input shape")
+    draw.add_argument("--input", type=shape_arg, metavar="CxHxW", help="override the input shape")
     draw.set_defaults(run=run_draw)
 
 
@@ -1031,7 +1022,7 @@ def run_draw(args) -> int:
     try:
         checked = check_file(args.spec, getattr(args, "input", None), verify_expects=False)
     except SpecError as error:
-        print(error.render(_source(args.spec)), file=sys.stderr)
+        print(error.render(read_source(args.spec)), file=sys.stderr)
         return 1
     except IsADirectoryError:
         return _error(f"{args.spec}: is a folder; give a .cnn file")
@@ -1052,33 +1043,9 @@ def run_draw(args) -> int:
         sys.stdout.write(data.decode())
         return 0
     try:
-        _write(Path(out), data)
+        write_bytes_atomic(out, data)
     except OSError as error:
         return _error(f"{out}: cannot write it ({error.strerror or error})")
     layers = len(checked.graph.nodes) - 1
     print(f"{out}: {checked.graph.name}, {layers} layers in {len(placed.boxes) - 1} boxes")
     return 0
-
-
-def _source(path: str) -> str | None:
-    """The spec's text to show under a diagnostic, read no further than the parser reads."""
-    from .syntax import MAX_SOURCE_BYTES
-
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(MAX_SOURCE_BYTES + 1).decode("utf-8-sig", "replace")
-    except OSError:
-        return None
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Through a temporary file and a rename, so a failure never leaves half a picture."""
-    import os
-
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()

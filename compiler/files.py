@@ -61,13 +61,34 @@ def read_source(path) -> str | None:
         return None
 
 
-def write_atomic(path: str, text: str) -> None:
-    """Write through a temporary file and a rename, so a failure never leaves half a file."""
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write through a temporary file and a rename, so a failure never leaves half a file;
+    raises OSError."""
     target = Path(path)
     temporary = target.with_name(f".{target.name}.tmp{os.getpid()}")
     try:
-        temporary.write_text(text)
+        temporary.write_bytes(data)
         os.replace(temporary, target)
-    except OSError as error:
+    finally:
         temporary.unlink(missing_ok=True)
+
+
+def write_atomic(path: str, text: str) -> None:
+    """write_bytes_atomic of UTF-8 text; a failure is a UsageError naming the path."""
+    try:
+        write_bytes_atomic(path, text.encode())
+    except OSError as error:
         raise UsageError(f"{path}: cannot write it ({error.strerror or error})") from None
+
+
+def shape_arg(text: str) -> tuple[int, ...]:
+    """argparse type of an input size such as 3x32x32."""
+    import argparse
+
+    try:
+        values = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a size such as 3x32x32") from None
+    if len(values) != 3 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a size such as 3x32x32")
+    return values

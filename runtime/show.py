@@ -18,6 +18,8 @@ import math
 import sys
 from pathlib import Path
 
+from cnnc.compiler.files import write_bytes_atomic
+
 MAX_FILTERS = 64  # filters drawn by `filters`
 MAX_CHANNELS = 16  # feature maps drawn per layer by `maps`
 MAX_LAYERS = 24  # layers drawn by `maps` when none are named
@@ -509,20 +511,8 @@ def run_show(args) -> int:
     except OSError as error:
         return _fail(f"{error.filename or args.run_dir}: {error.strerror or error}")
     try:
-        _write(out, data)
+        write_bytes_atomic(out, data)
     except OSError as error:
         return _fail(f"{out}: cannot write it ({error.strerror or error})")
     print(f"{out}: {args.what} of {args.run_dir}")
     return 0
-
-
-def _write(path: Path, data: bytes) -> None:
-    import os
-
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
