@@ -94,6 +94,11 @@ def _roundings(graph: Graph, layers: list[Layer | None], node: Node, most: int =
     return notes
 
 
+def _channels_last(shape: Shape) -> bool:
+    """An input such as 32x32x3: an image's size written first and its channels last."""
+    return len(shape) == 3 and shape[2] in (1, 3, 4) and shape[0] == shape[1] > 4
+
+
 def _input_that_works(graph: Graph) -> Shape | None:
     """The nearest input size (same channels) for which the whole graph checks, if one is near."""
     c, h, w = graph.input_shape
@@ -200,6 +205,12 @@ def check(graph: Graph, verify_expects: bool = True) -> Checked:
             if works:
                 fix = "; or ".join(filter(None, [fix, f"feed an input of {fmt(works)}"]))
         notes += [f"in the block called at line {loc.line}" for loc in node.call_locs[-1:]]
+        if node is failures[0][0] and _channels_last(graph.input_shape):
+            c, h, w = graph.input_shape
+            notes.append(
+                f"`input {c}x{h}x{w}` reads as {c} channels of {h}x{w}; for {w} channels of "
+                f"{c}x{h} (channels last) write `input {w}x{c}x{h}`"
+            )
         problems.add(error.message, node.loc, notes, fix)
     try:
         train_config(graph.train, graph.path)

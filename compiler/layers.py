@@ -353,10 +353,23 @@ def flat_window(attrs, ins):
 def add_shape(attrs, ins):
     first = ins[0]
     if any(other != first for other in ins[1:]):
+        spatial = any(other[1:] != first[1:] for other in ins)
+        if spatial and len(first) == 3 and all(len(o) == 3 for o in ins):
+            small = min(ins, key=lambda s: s[1])
+            big = max(ins, key=lambda s: s[1])
+            stride = big[1] // small[1] if small[1] and big[1] % small[1] == 0 else 2
+            fix = f"project the larger shortcut (`CONV {small[0]}@1x1 s{stride}` on it)"
+        elif spatial:
+            fix = "give both branches one shape before the ADD"
+        else:
+            channels = max(s[0] for s in ins)
+            fix = (
+                f"project the narrower branch to {channels} channels (`CONV {channels}@1x1` on it)"
+            )
         raise ShapeError(
             f"ADD needs inputs of one shape, but gets {' and '.join(fmt(s) for s in ins)}",
-            fix="project the shortcut to the same shape (e.g. `CONV c@1x1 s2` on it)",
-            sizes=any(other[1:] != first[1:] for other in ins),
+            fix=fix,
+            sizes=spatial,
         )
     return Inferred(first)
 

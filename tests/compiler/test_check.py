@@ -220,3 +220,24 @@ def test_tensors_and_parameters_past_the_bound():
     heavy = error("input 1000x1x1\nFC 1000000 -> FC 1000000")
     assert heavy.message == "FC has 1,000,001,000,000 parameters, past the bound of 2,147,483,648"
     assert heavy.loc.col == 15
+
+
+def test_a_channels_last_input_is_suspected_in_the_error():
+    with pytest.raises(SpecError) as caught:
+        check(expand(parse("input 32x32x3\nCONV 6@5x5 -> FC 10", "t.cnn")))
+    notes = caught.value.diagnostics[0].notes
+    assert any("for 3 channels of 32x32 (channels last) write `input 3x32x32`" in n for n in notes)
+
+
+@pytest.mark.parametrize(
+    "second, fix",
+    [
+        ("CONV 8@3x3 p1", "project the narrower branch to 8 channels (`CONV 8@1x1` on it)"),
+        ("CONV 4@3x3 p1 s2", "project the larger shortcut (`CONV 4@1x1 s2` on it)"),
+    ],
+)
+def test_the_add_fix_suggests_a_stride_only_when_the_sizes_differ(second, fix):
+    text = f"input 3x8x8\nCONV 4@3x3 p1 -> a\na -> {second} -> b\nADD(a, b)"
+    with pytest.raises(SpecError) as caught:
+        check(expand(parse(text, "t.cnn")))
+    assert caught.value.diagnostics[0].fix.startswith(fix)
