@@ -53,14 +53,17 @@ def _message(error: BaseException) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except tuple(EXIT_CODES) as error:
-        message = _message(error)
-        if message is not None:
-            print(message, file=sys.stderr)
-        return exit_code(error)
+    from .terminal import escaped_output
+
+    with escaped_output():  # names, paths and source lines from files may hold escape codes
+        args = parser().parse_args(argv)
+        try:
+            return args.run(args)
+        except tuple(EXIT_CODES) as error:
+            message = _message(error)
+            if message is not None:
+                print(message, file=sys.stderr)
+            return exit_code(error)
 
 
 # ---- check, report, compile ----------------------------------------------------------------
@@ -198,6 +201,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a seed: give a whole number 0..2**32-1")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -266,11 +279,14 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--momentum", type=float)
     train.add_argument("--nesterov", action="store_true", default=None)
     train.add_argument("--weight-decay", type=float)
-    train.add_argument("--seed", type=int)
+    train.add_argument("--seed", type=_seed)
     train.add_argument("--validation", type=_fraction, help="fraction held out (default 0)")
     train.add_argument("--limit", type=positive_int, help="train on the first N samples only")
     train.add_argument("--out", default=None, help="run folder (default runs/<network>)")
     train.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
+    train.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in the run folder"
+    )
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(run=cli_train.cmd_train)
 

@@ -39,7 +39,13 @@ def cmd_train(args) -> int:
     dataset = load_data(args.data, image_shape=tuple(checked.graph.input_shape))
     if args.limit:
         dataset = limit(dataset, args.limit)
-    out = Path(args.resume or args.out or Path("runs") / checked.graph.name)
+    from cnnc import run_folder
+
+    resume = getattr(args, "resume", None)
+    if resume and Path(resume).is_file():  # `--resume RUN/checkpoint.safetensors`
+        resume = str(Path(resume).parent)
+    out = Path(resume or args.out or Path("runs") / checked.graph.name)
+    run_folder.resolve(out, bool(resume), bool(getattr(args, "overwrite", False)))
     if not args.quiet:
         print(f"{checked.graph.name}: {checked.params:,} params; {dataset.describe()}")
         print(
@@ -55,10 +61,14 @@ def cmd_train(args) -> int:
                 f"{trainer.progress.batch_index + 1}"
             )
     try:
-        result = trainer.run()
+        with run_folder.claimed(out):
+            result = trainer.run()
     except KeyboardInterrupt:
+        again = [f"--data {args.data}"] if args.data else []
+        again += [f"--limit {args.limit}"] if args.limit else []
         raise KeyboardInterrupt(
-            f"\ninterrupted; checkpoint saved. Continue with: cnnc train {args.spec} --resume {out}"
+            "\ninterrupted; checkpoint saved. Continue with: cnnc train "
+            + " ".join([args.spec, *again, "--resume", str(out)])
         ) from None
     if args.quiet and "test_acc" in result:
         print(f"test accuracy {result['test_acc']:.4f}")

@@ -5,6 +5,7 @@ A missing, unreadable or unwritable file is a UsageError (exit 2), never an OSEr
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -19,10 +20,15 @@ def spec_files(paths: list[str]) -> list[Path]:
     for text in paths:
         path = Path(text)
         if path.is_dir():
-            inside = sorted(path.rglob("*.cnn"))
+            root = path.resolve()
+            inside = sorted(
+                p for p in path.rglob("*.cnn") if p.resolve().is_relative_to(root)
+            )  # a symlink out of the folder is not part of it
             if not inside:
                 raise UsageError(f"{text}: no .cnn files in this folder")
             found += inside
+        elif path.exists() and not path.is_file():
+            raise UsageError(f"{text}: not a regular file (a pipe or a device?); give a .cnn file")
         elif path.exists():
             found.append(path)
         else:
@@ -34,6 +40,8 @@ def load(path: str | Path, input_shape=None, verify_expects: bool = True):
     """Parse, expand and check one spec file; SpecError or UsageError on failure."""
     from .check import check_file
 
+    if Path(path).exists() and not (Path(path).is_file() or Path(path).is_dir()):
+        raise UsageError(f"{path}: not a regular file (a pipe or a device?); give a .cnn file")
     try:
         return check_file(str(path), input_shape, verify_expects)
     except IsADirectoryError:
@@ -67,7 +75,13 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     target = Path(path)
     temporary = target.with_name(f".{target.name}.tmp{os.getpid()}")
     try:
-        temporary.write_bytes(data)
+        # O_EXCL | O_NOFOLLOW: never write through a planted symlink or into someone's file
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        temporary.unlink(missing_ok=True)
+        with os.fdopen(os.open(temporary, flags, 0o644), "wb") as handle:
+            handle.write(data)
+        if target.is_symlink() or (target.exists() and not target.is_file()):
+            raise OSError(errno.EEXIST, "exists and is not a regular file; not replacing it")
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)

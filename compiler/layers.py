@@ -76,6 +76,21 @@ def same_shape(attrs: dict, ins: list[Shape]) -> Inferred:
     return Inferred(ins[0])
 
 
+def nonnegative_shape(option: str) -> Callable[[dict, list[Shape]], Inferred]:
+    """same_shape for an activation whose backward picks its branch from the output's sign:
+    a negative `option` flips that sign, so the gradient would be wrong; refuse it."""
+
+    def rule(attrs: dict, ins: list[Shape]) -> Inferred:
+        if float(attrs[option]) < 0:
+            raise ShapeError(
+                f"{option}={attrs[option]:g} is negative; cnnc supports {option} >= 0 only",
+                fix=f"use {option}={-float(attrs[option]):g} or another value >= 0",
+            )
+        return Inferred(ins[0])
+
+    return rule
+
+
 @dataclass(frozen=True)
 class LayerKind:
     name: str
@@ -493,6 +508,7 @@ KINDS: tuple[LayerKind, ...] = (
         "LEAKYRELU",
         "x if x > 0 else slope * x",
         (Option("slope", "float", 0.01, positional=True),),
+        nonnegative_shape("slope"),
         saves=frozenset({"output"}),
         floats=("slope",),
     ),
@@ -500,6 +516,7 @@ KINDS: tuple[LayerKind, ...] = (
         "ELU",
         "x if x > 0 else alpha * (exp(x) - 1)",
         (Option("alpha", "float", 1.0, positional=True),),
+        nonnegative_shape("alpha"),
         saves=frozenset({"output"}),
         floats=("alpha",),
     ),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -20,6 +21,7 @@ from .errors import Diagnostic, Loc, SpecError, did_you_mean
 
 MAX_SOURCE_BYTES = 1 << 18  # 100 times the largest zoo spec; parsing 1 MB takes seconds
 MAX_NESTING = 64
+MAX_DIGITS = 1000  # far past any float; Python's int() stops at 4,300
 
 # ---- the AST ---------------------------------------------------------------------------------
 
@@ -319,28 +321,114 @@ class _JoinContinuations:
             yield pending
 
 
-def _cache_file() -> str | bool:
-    """Where lark keeps the analysed grammar between runs: it makes `cnnc check` start faster."""
+_PARSER_OPTIONS = dict(
+    parser="lalr",
+    lexer="basic",  # the contextual lexer would lex the token after a newline too early
+    propagate_positions=True,
+    maybe_placeholders=True,
+)
+MAX_TABLE_BYTES = 1 << 22  # the analysed grammar is about 130 kB of JSON
+
+
+def _table_file(digest: str) -> Path | None:
+    """Where the analysed grammar is kept between runs, as JSON named by the grammar's digest.
+
+    Never a pickle: building the LALR tables takes 0.15 s and loading this JSON 0.02 s, so it
+    is worth keeping, but a file in a user's cache folder must not be able to run code. JSON
+    holds only data; lark rebuilds its objects from a fixed namespace (Rule, TerminalDef).
+    """
     try:
         folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cnnc"
-        folder.mkdir(parents=True, exist_ok=True)
     except (OSError, RuntimeError):
-        return False
-    return str(folder / "grammar.lark-cache")  # lark checks the grammar's hash on load
+        return None
+    return folder / f"grammar-{digest[:16]}.json"
+
+
+def _encode(value):
+    """JSON keeps only string keys and lists; tag int-keyed dicts and tuples to restore them."""
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value):
+            return {k: _encode(v) for k, v in value.items()}
+        return {"__items": [[_encode(k), _encode(v)] for k, v in value.items()]}
+    if isinstance(value, tuple):
+        return {"__tuple": [_encode(v) for v in value]}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def _decode(value):
+    if isinstance(value, dict):
+        if len(value) == 1 and "__items" in value:
+            return {_decode(k): _decode(v) for k, v in value["__items"]}
+        if len(value) == 1 and "__tuple" in value:
+            return tuple(_decode(v) for v in value["__tuple"])
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def _load_table(path: Path, digest: str) -> lark.Lark | None:
+    import hashlib
+    import json
+
+    try:
+        fd = os.open(
+            path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        )
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return None
+            raw = handle.read(MAX_TABLE_BYTES + 1)
+        stored = json.loads(raw)
+        payload = stored["payload"]
+        text = json.dumps(payload, sort_keys=True)
+        if (
+            stored["grammar"] != digest
+            or stored["sha256"] != hashlib.sha256(text.encode()).hexdigest()
+        ):
+            return None
+        data, memo = _decode(payload)
+        return lark.Lark._load_from_dict(data, memo, postlex=_JoinContinuations())
+    except Exception:  # any damage at all: build the parser from the grammar instead
+        return None
+
+
+def _save_table(parser: lark.Lark, path: Path, digest: str) -> None:
+    import hashlib
+    import json
+
+    try:
+        data, memo = parser.memo_serialize([lark.lexer.TerminalDef, lark.grammar.Rule])
+        data["options"] = {k: v for k, v in data["options"].items() if k != "postlex"}
+        payload = _encode([data, memo])
+        text = json.dumps(payload, sort_keys=True)
+        stored = {"grammar": digest, "sha256": hashlib.sha256(text.encode()).hexdigest()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from .files import write_bytes_atomic
+
+        write_bytes_atomic(path, json.dumps({**stored, "payload": payload}).encode())
+    except (OSError, TypeError, ValueError):
+        pass  # no cache, only a slower start next time
 
 
 @cache
 def _parser() -> lark.Lark:
+    import hashlib
+
     grammar = files(__package__).joinpath("cnn.lark").read_text()
-    return lark.Lark(
-        grammar,
-        parser="lalr",
-        lexer="basic",  # the contextual lexer would lex the token after a newline too early
-        propagate_positions=True,
-        postlex=_JoinContinuations(),
-        maybe_placeholders=True,
-        cache=_cache_file(),
-    )
+    key = f"{grammar}\n{lark.__version__}\n{sorted(_PARSER_OPTIONS.items())}"
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    path = _table_file(digest)
+    parser = _load_table(path, digest) if path is not None else None
+    if parser is None:
+        parser = lark.Lark(grammar, postlex=_JoinContinuations(), **_PARSER_OPTIONS)
+        if path is not None:
+            _save_table(parser, path, digest)
+    return parser
 
 
 # ---- friendly syntax errors ---------------------------------------------------------------------
@@ -517,6 +605,18 @@ def decode(data: bytes, path: str) -> str:
 
 def parse(source: str, path: str = "<spec>") -> Spec:
     """Parse .cnn text into a Spec, raising SpecError with a located, friendly message."""
+    long_number = re.search(rf"\d{{{MAX_DIGITS + 1},}}", source)
+    if long_number is not None:  # int() refuses over 4,300 digits; none is meaningful here
+        start, end = long_number.span()
+        loc = _loc_at(source, start)
+        raise SpecError(
+            Diagnostic(
+                f"a number with {end - start:,} digits; a spec's numbers have at most {MAX_DIGITS}",
+                Loc(loc.line, loc.col, loc.line, loc.col + min(end - start, 120)),
+                path=path,
+                fix="is it the number you meant? sizes, counts and rates are far smaller",
+            )
+        )
     deep = _too_deep(source)
     if deep is not None:
         raise SpecError(

@@ -10,6 +10,7 @@ train {
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from .errors import Problems, did_you_mean
@@ -72,6 +73,12 @@ def _number(key: str, value, problems: Problems, loc):
     if key not in WHOLE and value < 0:
         problems.add(f"train: `{key}` must not be negative", loc)
         return None
+    if isinstance(value, float) and not math.isfinite(value):
+        problems.add(f"train: `{key}` must be a finite number", loc)
+        return None
+    if key in ("beta1", "beta2") and not 0 <= value < 1:
+        problems.add(f"train: `{key}` is a decay rate in [0, 1), not {value}", loc)
+        return None
     return value
 
 
@@ -79,8 +86,23 @@ def train_config(settings: tuple[Setting, ...], path: str = "<spec>") -> dict:
     """The spec's training defaults over DEFAULTS; raises SpecError on unknown keys or values."""
     problems = Problems(path)
     config = dict(DEFAULTS)
+    given: dict[str, object] = {}
+
+    def first_time(name: str, loc) -> bool:
+        if name in given:
+            problems.add(
+                f"train: `{name}` is given twice (already on line {given[name].line})",
+                loc,
+                fix="keep one of them",
+            )
+            return False
+        given[name] = loc
+        return True
+
     for setting in settings:
         key = setting.key
+        if key in DEFAULTS and key not in FLAGS and not first_time(key, setting.loc):
+            continue
         if key not in DEFAULTS or key in FLAGS:
             hint = did_you_mean(key, [k for k in DEFAULTS if k not in FLAGS])
             problems.add(
@@ -113,6 +135,16 @@ def train_config(settings: tuple[Setting, ...], path: str = "<spec>") -> dict:
                     extra.loc,
                     fix=f"it takes: {', '.join(allowed)}" if allowed else None,
                 )
+            elif not first_time(name, extra.loc):
+                continue
+            elif name in FLAGS and isinstance(extra, KwArg):
+                value = extra.value.value if isinstance(extra.value, Num) else None
+                if value in (0, 1) and not isinstance(value, bool):
+                    config[name] = bool(value)  # `nesterov=0` means off, not on
+                else:
+                    problems.add(
+                        f"train: `{name}` is a flag: write `{name}` or `{name}=0`", extra.loc
+                    )
             elif name in FLAGS:
                 config[name] = True
             elif isinstance(extra, KwArg) and isinstance(extra.value, Num):

@@ -56,6 +56,8 @@ def _convert(img, chw: Sequence[int], where: str) -> np.ndarray:
 
 def _open(path: Path):
     Image = _pil()
+    if Path(path).exists() and not Path(path).is_file():  # a pipe would block forever
+        raise DataError(f"{path}: not a regular file")
     try:
         img = Image.open(path)
         img.load()

@@ -152,9 +152,23 @@ class Network:
             raise InputError(f"labels must be in 0..{self.classes - 1}, got {y.min()}..{y.max()}")
         return y
 
+    def _check_batch_statistics(self, n: int) -> None:
+        """BN in training mode normalises each channel by its batch statistics; with a single
+        value per channel the output is the bias and every gradient before it zero."""
+        for step in self.plan.steps:
+            shape = self.plan.tensors[step.output].shape
+            if step.kind == "BN" and n * math.prod(shape[1:]) == 1:
+                raise InputError(
+                    f"{step.name}: BN in training mode needs more than one value per channel, "
+                    f"but a batch of {n} gives it one (its input is {'x'.join(map(str, shape))}); "
+                    "train with a batch of at least 2"
+                )
+
     def forward(self, x, training: bool = False) -> np.ndarray:
         """Run the network; returns a copy of the output, shape (n, *output_shape)."""
         n = self._load_input(x)
+        if training:
+            self._check_batch_statistics(n)
         self.steps_run += 1
         self.executor.forward(
             self.rows, self.frows, self.A, self.P, self.G, self.S, self.W, n, training, self._seed()
@@ -173,6 +187,11 @@ class Network:
         grad = np.asarray(grad_output, dtype=np.float32)
         if grad.shape != (n, *out.shape):
             raise InputError(f"expected a gradient of shape {(n, *out.shape)}, got {grad.shape}")
+        if self.plan.logits != self.plan.output:
+            # A final SOFTMAX accumulates into the logits' gradient, which loss_and_grad writes
+            # whole and the lowered steps therefore never zero: zero it here.
+            logits = self.plan.tensors[self.plan.logits]
+            self._tensor(logits.grad_offset, logits.shape, n)[...] = 0.0
         self._tensor(out.grad_offset, out.shape, n)[...] = grad
         self.G[:] = 0.0
         self.executor.backward(
@@ -199,6 +218,7 @@ class Network:
             raise InputError("this network was built for inference; build it with training=True")
         n = self._load_input(x)
         labels = self._labels(y, n)
+        self._check_batch_statistics(n)
         self.steps_run += 1
         plan = self.plan
         logits = plan.tensors[plan.logits]

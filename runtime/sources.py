@@ -92,6 +92,8 @@ def load_data(
             named = path.name.lower()
             return read_idx_folder(path, name=named if named in NAMED_DATASETS else None)
         return read_image_folder(path, image_shape=image_shape)
+    if not path.is_file():  # a pipe would block forever, a device could stream without end
+        raise DataError(f"--data {str(source)!r}: not a regular file or a folder")
     if path.suffix.lower() == ".npz":
         return read_npz(path)
     if is_idx_file(path):

@@ -24,7 +24,7 @@ from . import checkpoint
 from .batches import batch_count, compute_normalization, iter_batches, split_validation
 from .dataset import Dataset, check_input_shape, check_num_classes
 from .errors import TrainingError
-from .network import Network
+from .network import InputError, Network
 from .optim import Optimizer, OptimizerConfig
 
 
@@ -138,10 +138,21 @@ class Trainer:
             dataset.without_test(), config.validation, config.seed
         )
         self.test_set = dataset.test()
+        self._check_batch_sizes()
         self.classes = dataset.classes
         self.norm = compute_normalization(self.train_set)
         self.optimizer = Optimizer(optimizer_config(config), self.network.P.size)
         self.progress = Progress()
+
+    def _check_batch_sizes(self) -> None:
+        """Refuse before the first step what BN in training mode would refuse mid-epoch."""
+        n = len(self.train_set)
+        for size in {min(self.config.batch, n), n % self.config.batch} - {0}:
+            try:
+                self.network._check_batch_statistics(size)
+            except InputError as error:
+                last = "" if size == min(self.config.batch, n) else " (the epoch's last batch)"
+                raise TrainingError(f"{error}{last}") from None
 
     # -- resume --
 
@@ -158,6 +169,12 @@ class Trainer:
                     f"{path}: its optimizer state `{name}` does not fit this optimizer"
                 )
             self.optimizer.state[name][...] = array
+        missing = sorted(set(self.optimizer.state) - set(checkpoint.split(tensors, "optim/")))
+        if missing:
+            raise checkpoint.CheckpointError(
+                f"{path}: it holds no optimizer state `{'`, `'.join(missing)}` for this optimizer "
+                "(was it trained with another one?); resume with the run's own optimizer"
+            )
         self.optimizer.steps = meta["optimizer_steps"]
         progress = meta["progress"]
         self.progress = Progress(
@@ -189,6 +206,8 @@ class Trainer:
                 loss_sum, correct, seen = progress.sums
                 iterator = iter_batches(self.train_set, config.batch, norm=self.norm, rng=rng)
                 bar = self._bar(progress.epoch, batches, progress.batch_index)
+                # an epoch resumed after its last batch runs none: the record still needs its lr
+                lr = learning_rate(config, progress.epoch, max(batches - 1, 0), batches)
                 for index, (x, y) in enumerate(iterator):
                     if index < progress.batch_index:
                         continue

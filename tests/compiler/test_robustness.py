@@ -241,8 +241,9 @@ def test_line_endings_and_encodings_that_are_fine(tmp_path, capsys):
 
 
 @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
-def test_an_endless_file_is_read_no_further_than_the_limit(capsys):
+def test_an_endless_device_is_not_read(capsys):
+    # issue 14: a device or a pipe is refused before reading (a FIFO would block forever)
     for command in ("check", "report"):
-        assert main([command, "/dev/zero"]) == 1
+        assert main([command, "/dev/zero"]) == 2
         out, err = capsys.readouterr()
-        assert "over 262,144 bytes" in out + err
+        assert "not a regular file" in out + err

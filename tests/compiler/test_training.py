@@ -235,11 +235,6 @@ def test_a_negative_value_that_reaches_the_pass_is_refused():
     assert (diagnostic.loc, diagnostic.path) == (here, "t.cnn")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: beta1/beta2 >= 1 are accepted (torch.optim.Adam refuses them; the bias "
-    "correction 1 - beta**t is then zero or negative)",
-)
 @pytest.mark.parametrize("line", ["beta1 1.5", "beta2 1", "optimizer adam beta1=1"])
 def test_adam_betas_must_be_below_one(line):
     diagnostic = error(line)
@@ -249,9 +244,6 @@ def test_adam_betas_must_be_below_one(line):
 # ---- flags and duplicates ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="bug: `nesterov=0` is accepted and turns Nesterov momentum on"
-)
 def test_a_flag_given_a_value_is_refused_or_honoured():
     try:
         config = settings("optimizer sgd nesterov=0")
@@ -263,11 +255,6 @@ def test_a_flag_given_a_value_is_refused_or_honoured():
         assert config["nesterov"] is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a key given twice (two lines, a setting and an option, or two sections) is "
-    "accepted and the last one silently wins; `network`/`input` duplicates are reported",
-)
 @pytest.mark.parametrize(
     ("lines", "line"),
     [

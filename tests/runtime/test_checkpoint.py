@@ -245,13 +245,6 @@ def test_resume_refuses_optimizer_state_that_does_not_fit(tmp_path):
     assert str(caught.value) == f"{path}: its optimizer state `slot1` does not fit this optimizer"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Trainer.resume only refuses optimizer state the checkpoint has and this "
-    "optimizer lacks; an SGD checkpoint resumed with Adam (`cnnc train --resume run "
-    "--optimizer adam`) is accepted, its momentum buffer becomes Adam's first moment and the "
-    "second moment stays zero",
-)
 def test_resume_refuses_optimizer_state_that_is_missing(tmp_path):
     spec = write_spec(tmp_path)
     _, _, path = save_run(tmp_path / "run", spec, config(optimizer="sgd"))

@@ -1,0 +1,117 @@
+"""Issue 14, the runtime's side: exact gradients through a final SOFTMAX, BN refusing one value
+per channel, a run interrupted in an epoch's last batch resuming, pipes refused as data."""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from cnnc.compiler.check import check
+from cnnc.compiler.expand import expand
+from cnnc.compiler.syntax import parse
+from cnnc.runtime.dataset import DataError, limit
+from cnnc.runtime.network import InputError, Network
+from cnnc.runtime.sources import load_data
+from cnnc.runtime.train import TrainConfig, Trainer, TrainingError
+
+
+def build(text: str, batch: int) -> Network:
+    return Network(check(expand(parse(text)), verify_expects=False), batch=batch, training=True)
+
+
+def test_backward_through_a_final_softmax_is_the_same_every_call():
+    net = build("input 4\nFC 3 -> SOFTMAX", 2)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 1, 1)).astype(np.float32)
+    g = rng.standard_normal((2, 3)).astype(np.float32)
+    net.forward(x, training=True)
+    net.backward(g)
+    first = net.G.copy()
+    net.backward(g)
+    assert np.allclose(net.G, first)
+    net.loss_and_grad(x, np.array([0, 2]))
+    net.forward(x, training=True)
+    net.backward(g)
+    assert np.allclose(net.G, first)
+    # against the chain rule by hand: d softmax = s * (g - sum(g * s))
+    flat = x.reshape(2, 4)
+    w = net.P[:12].reshape(3, 4)
+    s = np.exp(flat @ w.T + net.P[12:15])
+    s /= s.sum(1, keepdims=True)
+    dz = s * (g - (g * s).sum(1, keepdims=True))
+    assert np.allclose(first[:12].reshape(3, 4), dz.T @ flat, atol=1e-5)
+
+
+def test_bn_with_one_value_per_channel_is_refused_in_training():
+    net = build("input 4\nFC 3 -> BN -> FC 2", 1)
+    with pytest.raises(InputError, match="more than one value per channel"):
+        net.loss_and_grad(np.ones((1, 4, 1, 1), np.float32), np.array([0]))
+    with pytest.raises(InputError, match="batch of at least 2"):
+        net.forward(np.ones((1, 4, 1, 1), np.float32), training=True)
+    # inference uses the running statistics: one sample is fine
+    net.forward(np.ones((1, 4, 1, 1), np.float32), training=False)
+
+
+TINY = """network tiny
+input 1x28x28
+CONV 4@5x5 s2 -> BN -> RELU -> POOL max 2x2 -> FC 10 -> SOFTMAX
+"""
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return limit(load_data(None), 600)
+
+
+def config(**changes) -> TrainConfig:
+    values = dict(epochs=2, batch=50, lr=0.05, momentum=0.9, schedule="cosine", seed=3)
+    return TrainConfig(**{**values, **changes})
+
+
+def test_a_last_batch_of_one_under_bn_is_refused_before_training(tmp_path, sample):
+    spec = tmp_path / "tiny.cnn"
+    spec.write_text("network t\ninput 1x28x28\nFC 8 -> BN -> RELU -> FC 10\n")
+    trainer = None
+    with pytest.raises(TrainingError, match="one value per channel"):
+        trainer = Trainer(str(spec), config(batch=1), sample, tmp_path / "run", quiet=True)
+    assert trainer is None
+
+
+def test_interrupt_in_the_last_batch_of_an_epoch_resumes(tmp_path, sample, monkeypatch):
+    spec = tmp_path / "tiny.cnn"
+    spec.write_text(TINY)
+    first = Trainer(str(spec), config(), sample, tmp_path / "run", quiet=True)
+    from cnnc.runtime.batches import batch_count
+
+    batches = batch_count(first.train_set, 50)
+    calls = {"n": 0}
+    original = Network.loss_and_grad
+
+    def interrupting(self, x, y):
+        calls["n"] += 1
+        if calls["n"] == batches:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, x, y)
+
+    monkeypatch.setattr(Network, "loss_and_grad", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        first.run()
+    monkeypatch.setattr(Network, "loss_and_grad", original)
+    assert first.progress.batch_index == batches
+    second = Trainer(str(spec), config(), sample, tmp_path / "run", quiet=True)
+    second.resume(tmp_path / "run")
+    result = second.run()
+    assert len(result["epochs"]) >= 1
+
+
+def test_a_fifo_as_data_is_refused(tmp_path):
+    fifo = tmp_path / "data.npz"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="not a regular file"):
+        load_data(str(fifo))
+    from cnnc.runtime.images import load_image
+
+    os.mkfifo(tmp_path / "image.png")
+    with pytest.raises(DataError, match="not a regular file"):
+        load_image(tmp_path / "image.png", (1, 28, 28))
