@@ -15,14 +15,14 @@ import json
 import sys
 
 from cnnc import __version__
-from cnnc.compiler import draw, reference
+from cnnc.compiler import reference
 from cnnc.compiler.errors import Diagnostic, SpecError
 from cnnc.compiler.files import UsageError, load, load_one, read_source, spec_files, write_atomic
 from cnnc.compiler.files import shape_arg as _shape_arg
 from cnnc.runtime import show
 from cnnc.runtime.errors import CheckpointError, DataError, TrainingError
 
-from . import cli_review, cli_train
+from . import cli_draw, cli_review, cli_train
 
 EXIT_CODES: dict[type[BaseException], int] = {
     SpecError: 1,  # a spec that does not check, or a failed `expect`
@@ -306,7 +306,7 @@ def parser() -> argparse.ArgumentParser:
     predict.set_defaults(run=cli_train.cmd_predict)
     cli_review.add_commands(sub, _shape_arg)
 
-    draw.add_commands(sub)
+    cli_draw.add_commands(sub)
     show.add_commands(sub)
     layers = sub.add_parser("layers", help="every layer kind, its arguments and their defaults")
     layers.add_argument("--format", choices=("text", "markdown"), default="text")

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from cnnc.compiler import draw
+from cnnc import cli_draw
+from cnnc.compiler import draw, draw_paint
 from cnnc.compiler.check import check, check_file
 from cnnc.compiler.expand import expand
 from cnnc.compiler.syntax import parse
@@ -220,7 +221,7 @@ def test_specs_draw_fast(source, most):
 
 
 def test_html_is_one_page_with_the_diagram_and_the_table():
-    page = draw.html(zoo("lenet5"))
+    page = draw_paint.html(zoo("lenet5"))
     assert page.startswith("<!DOCTYPE html>") and "<svg" in page and "</svg>" in page
     assert (
         "61,706" in page
@@ -231,7 +232,7 @@ def test_html_is_one_page_with_the_diagram_and_the_table():
 
 def test_png_is_the_same_picture_painted_by_matplotlib(tmp_path):
     pytest.importorskip("matplotlib")
-    data = draw.png(zoo("unet_small"))
+    data = draw_paint.png(zoo("unet_small"))
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     placed = draw.place(zoo("unet_small"))
@@ -246,7 +247,7 @@ def test_png_is_the_same_picture_painted_by_matplotlib(tmp_path):
 
 def command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="cnnc")
-    draw.add_commands(parser.add_subparsers())
+    cli_draw.add_commands(parser.add_subparsers())
     args = parser.parse_args(argv)
     return args.run(args)
 
