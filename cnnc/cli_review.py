@@ -167,10 +167,8 @@ def add_report_options(report) -> None:
 
 def cmd_sizes(args) -> int:
     """`report --sizes`: the spec need not check at its own input size, only parse and expand."""
-    from dataclasses import replace
-
     from cnnc.compiler import report
-    from cnnc.compiler.expand import expand
+    from cnnc.compiler.expand import at_input, expand
     from cnnc.compiler.files import spec_files
     from cnnc.compiler.syntax import parse_file
 
@@ -182,7 +180,7 @@ def cmd_sizes(args) -> int:
     except OSError as error:
         raise UsageError(f"{args.spec}: cannot read it ({error.strerror or error})") from None
     if args.input is not None:
-        graph = replace(graph, input_shape=args.input)
+        graph = at_input(graph, args.input)
     low, high = args.range
     found = report.sizes(graph, low, high)
     if args.format == "json":

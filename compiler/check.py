@@ -9,10 +9,10 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from .errors import Loc, Problems, ShapeError, SpecError
-from .expand import MAX_DIM, MAX_INPUT, Graph, Node
+from .expand import MAX_DIM, MAX_INPUT, Graph, Node, at_input
 from .layers import REGISTRY, Shape, describe, fmt, numel
 from .syntax import Expect
-from .training import train_config
+from .training import loss_head, train_config
 
 MAX_TENSOR = 1 << 31  # values per sample in one tensor
 
@@ -45,7 +45,13 @@ class Checked:
 
     @property
     def output(self) -> Layer:
+        """The output the loss reads: the one head, or the head the train section names."""
         return self.layers[self.graph.output]
+
+    @property
+    def outputs(self) -> list[tuple[str, Layer]]:
+        """Every head, in the order of the `output` line."""
+        return [(name, self.layers[index]) for name, index in self.graph.outputs]
 
     @property
     def params(self) -> int:
@@ -120,7 +126,17 @@ def _input_that_works(graph: Graph) -> Shape | None:
 
 def checks_at(graph: Graph, shape: Shape) -> bool:
     """Whether every layer's shape rule holds for this input size (`expect` lines aside)."""
-    return numel(shape) <= MAX_INPUT and not _layers(replace(graph, input_shape=shape))[1]
+    if numel(shape) > MAX_INPUT:
+        return False
+    try:
+        return not _layers(at_input(graph, shape))[1]
+    except SpecError:  # a block that reads `in.h` chose a form that does not expand
+        return False
+
+
+def input_layer(node: Node, shape: Shape) -> Layer:
+    one = Fraction(1)
+    return Layer(node, {}, shape, {}, {}, 0, (1, 1), (one, one))
 
 
 def _layer(node: Node, ins: list[Layer]) -> Layer:
@@ -170,10 +186,7 @@ def _layer(node: Node, ins: list[Layer]) -> Layer:
 
 def _layers(graph: Graph) -> tuple[list[Layer | None], list[tuple[Node, ShapeError]]]:
     """Every layer in topological order; a layer whose input failed is None and not re-reported."""
-    one = Fraction(1)
-    layers: list[Layer | None] = [
-        Layer(graph.nodes[0], {}, graph.input_shape, {}, {}, 0, (1, 1), (one, one))
-    ]
+    layers: list[Layer | None] = [input_layer(graph.nodes[0], graph.input_shape)]
     failures = []
     for node in graph.nodes[1:]:
         ins = [layers[i] for i in node.inputs]
@@ -216,6 +229,7 @@ def check(graph: Graph, verify_expects: bool = True) -> Checked:
         train_config(graph.train, graph.path)
     except SpecError as error:
         problems.found.extend(error.diagnostics)
+    graph = _choose_loss_head(graph, problems)
     problems.raise_if_any()
     checked = Checked(graph, tuple(layers))
     if verify_expects:
@@ -223,6 +237,36 @@ def check(graph: Graph, verify_expects: bool = True) -> Checked:
         if failures:
             raise SpecError(failures)
     return checked
+
+
+def _choose_loss_head(graph: Graph, problems: Problems) -> Graph:
+    """The train section's `loss NAME` picks the head training reads, among several."""
+    named = loss_head(graph.train)
+    if named is None:
+        return graph
+    name, loc, setting_loc = named
+    heads = dict(graph.outputs)
+    if name not in heads and graph.spec is not None and not graph.spec.outputs:
+        from .training import CHOICES
+
+        problems.add(f"train: `loss` is one of {', '.join(CHOICES['loss'])}", setting_loc)
+        return graph
+    if name not in heads:
+        from .errors import did_you_mean
+
+        problems.add(
+            f"train: `loss {name}`: the network has no output `{name}` "
+            f"(outputs: {', '.join(heads)})",
+            loc,
+            fix=did_you_mean(name, heads) or "name a head of the `output` line",
+        )
+        return graph
+    return replace(graph, output=heads[name], loss_chosen=True)
+
+
+def layer_of(node: Node, ins: list[Layer]) -> Layer:
+    """One layer checked against its inputs' layers; raises ShapeError."""
+    return _layer(node, ins)
 
 
 # ---- expect ----------------------------------------------------------------------------------
@@ -251,6 +295,8 @@ def expect_targets(checked: Checked) -> list[str]:
 def _actual(checked: Checked, target: str):
     if target in FIGURES:
         return FIGURES[target](checked)
+    if target == "output" and len(checked.graph.outputs) > 1:
+        return "several"
     if target == "output":
         return checked.output.shape
     if target in checked.graph.tensors:
@@ -266,6 +312,16 @@ def verify(checked: Checked, expect: Expect, path: str):
     from .errors import Diagnostic, did_you_mean
 
     actual = _actual(checked, expect.target)
+    if actual == "several":
+        names = checked.graph.output_names
+        return Diagnostic(
+            f"expect: the network has {len(names)} outputs ({', '.join(names)}); "
+            "`output` does not say which",
+            expect.target_loc,
+            fix=f"expect each by name: `expect {names[0]} == "
+            f"{fmt(checked.layers[checked.graph.outputs[0][1]].shape)}`",
+            path=path,
+        )
     if actual is None:
         hint = did_you_mean(expect.target, expect_targets(checked))
         return Diagnostic(
@@ -310,10 +366,7 @@ def check_file(path: str, input_shape: tuple[int, ...] | None = None, verify_exp
     from .expand import expand
     from .syntax import parse_file
 
-    graph = expand(parse_file(path))
-    if input_shape is not None:
-        graph = replace(graph, input_shape=input_shape)
-    return check(graph, verify_expects)
+    return check(expand(parse_file(path), input_shape), verify_expects)
 
 
 __all__ = ["Checked", "Layer", "check", "check_file", "verify", "Loc"]

@@ -93,3 +93,83 @@ def did_you_mean(word: str, choices) -> str:
 
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"did you mean `{close[0]}`?" if close else ""
+
+
+# What other frameworks call a layer, as the keyword (and words) cnnc spells it. A synonym whose
+# kind this version lacks is skipped, so the list may name kinds ahead of the registry.
+SYNONYMS = {
+    "BATCHNORM": "BN",
+    "BATCHNORM2D": "BN",
+    "BATCHNORM1D": "BN",
+    "BATCHNORMALIZATION": "BN",
+    "MAXPOOL": "POOL max",
+    "MAXPOOL2D": "POOL max",
+    "MAXPOOLING2D": "POOL max",
+    "AVGPOOL": "POOL avg",
+    "AVGPOOL2D": "POOL avg",
+    "AVERAGEPOOLING2D": "POOL avg",
+    "GLOBALAVGPOOL": "POOL avg global",
+    "GLOBALAVERAGEPOOLING2D": "POOL avg global",
+    "ADAPTIVEAVGPOOL2D": "POOL avg global",
+    "LINEAR": "FC",
+    "DENSE": "FC",
+    "FULLYCONNECTED": "FC",
+    "GEMM": "FC",
+    "CONV2D": "CONV",
+    "CONVOLUTION": "CONV",
+    "DEPTHWISECONV2D": "CONV dw",
+    "DECONV2D": "DECONV",
+    "CONVTRANSPOSE": "DECONV",
+    "CONVTRANSPOSE2D": "DECONV",
+    "CONV2DTRANSPOSE": "DECONV",
+    "TRANSPOSECONV": "DECONV",
+    "UPCONV": "DECONV",
+    "RECTIFIER": "RELU",
+    "LEAKY_RELU": "LEAKYRELU",
+    "LRELU": "LEAKYRELU",
+    "SWISH": "SILU",
+    "HARDSWISH": "HSWISH",
+    "HARD_SWISH": "HSWISH",
+    "HARDSIGMOID": "HSIGMOID",
+    "HARD_SIGMOID": "HSIGMOID",
+    "LAYERNORM": "LN",
+    "LAYERNORMALIZATION": "LN",
+    "DROP": "DROPOUT",
+    "UPSAMPLING2D": "UPSAMPLE",
+    "INTERPOLATE": "UPSAMPLE",
+    "RESIZE": "UPSAMPLE",
+    "SUM": "ADD",
+    "PLUS": "ADD",
+    "CAT": "CONCAT",
+    "CONCATENATE": "CONCAT",
+    "MULTIPLY": "MUL",
+    "PRODUCT": "MUL",
+    "FLAT": "FLATTEN",
+    "RESHAPE": "FLATTEN",
+    "STOCHASTICDEPTH": "DROPPATH",
+}
+
+
+# Synonyms that are also everyday tensor names: a tensor so named is not taken for a layer.
+COMMON_WORDS = frozenset({"SUM", "PLUS", "CAT", "PRODUCT", "DROP", "FLAT", "RESHAPE", "RESIZE"})
+COMMON_WORDS |= {"DENSE", "LINEAR", "INTERPOLATE", "CONVOLUTION", "RECTIFIER", "GEMM"}
+
+
+def kind_for(word: str, kinds) -> str | None:
+    """The cnnc spelling of a layer keyword written in another case or another framework's
+    name (`relu`, `BatchNorm2d`, `MAXPOOL`), or None; `kinds` are the registry's names."""
+    upper = word.upper()
+    if upper in kinds:
+        return upper
+    spelled = SYNONYMS.get(upper) or SYNONYMS.get(upper.replace("_", ""))
+    if spelled is not None and spelled.split()[0] in kinds:
+        return spelled
+    return None
+
+
+def kind_hint(word: str, kinds) -> str:
+    """`did you mean ...?` for a word that is not a layer keyword, or ""."""
+    spelled = kind_for(word, kinds)
+    if spelled is not None and spelled != word:
+        return f"did you mean `{spelled}`?"
+    return did_you_mean(word.upper(), kinds)

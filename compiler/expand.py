@@ -7,22 +7,34 @@ import contextlib
 import math
 import operator
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from .errors import Loc, Problems, did_you_mean
+from .errors import (
+    COMMON_WORDS,
+    Loc,
+    Problems,
+    ShapeError,
+    did_you_mean,
+    kind_for,
+    kind_hint,
+)
 from .layers import REGISTRY, REQUIRED, LayerKind, Option
 from .syntax import (
+    Attr,
     Block,
     Call,
     Chain,
+    Compare,
     Dims,
     Expect,
     Expr,
     FiltersArg,
+    If,
     KwArg,
     Layer,
     Merge,
     Neg,
+    Not,
     Num,
     Ref,
     Setting,
@@ -42,6 +54,14 @@ def _divide(left, right):
     return int(quotient) if quotient == int(quotient) else quotient
 
 
+COMPARISONS = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<=": operator.le,
+    ">=": operator.ge,
+    "<": operator.lt,
+    ">": operator.gt,
+}
 ARITHMETIC = {
     "+": operator.add,
     "-": operator.sub,
@@ -73,6 +93,16 @@ class Graph:
     tensors: dict[str, int]  # every named tensor, block-local ones qualified: "basic2.y"
     expects: tuple[Expect, ...]
     train: tuple[Setting, ...]
+    # every head as (name, node): `output p3, p4` names several; else one, named "output"
+    outputs: tuple[tuple[str, int], ...] = ()
+    loss_chosen: bool = True  # `output` is the one head, or the train section's `loss` names it
+    outputs_loc: Loc | None = None
+    spec: Spec | None = None  # to expand again at another input size when sizes were read
+    reads_sizes: bool = False  # some block read `in.c`/`in.h`/`in.w`: the graph depends on them
+
+    @property
+    def output_names(self) -> list[str]:
+        return [name for name, _ in self.outputs]
 
 
 class _Stop(Exception):
@@ -96,13 +126,21 @@ class _Scope:
         return f"{self.prefix}{kind.lower()}{self.counters[kind]}"
 
 
+SIZES = {"c": 0, "h": 1, "w": 2}
+
+
 class _Expander:
-    def __init__(self, spec: Spec, problems: Problems):
+    def __init__(self, spec: Spec, problems: Problems, input_shape: tuple[int, ...] = (1, 1, 1)):
         self.spec, self.problems = spec, problems
+        self.input_shape = input_shape
+        self.checked: dict[int, object] = {}  # node -> its check.Layer (None: its shape failed)
+        self.reads_sizes = False
         self.nodes: list[Node] = []
         self.tensors: dict[str, int] = {}
         self.named: dict[int, Ref] = {}  # node -> the first name bound to it
         self.called: set[str] = set()
+        self.read: set[tuple[str, str]] = set()  # (scope prefix, name) of every name looked up
+        self.keyword_names: dict[tuple[str, str], tuple[Ref, str]] = {}  # names that spell a kind
         self.blocks: dict[str, Block] = {}
         for block in spec.blocks:
             if block.name in self.blocks:
@@ -132,6 +170,8 @@ class _Expander:
         if isinstance(expr, Neg):
             value = self.evaluate(expr.operand, scope)
             return None if value is None else -value
+        if isinstance(expr, Attr):
+            return self.size(expr, scope)
         left, right = self.evaluate(expr.left, scope), self.evaluate(expr.right, scope)
         if left is None or right is None:
             return None
@@ -145,6 +185,93 @@ class _Expander:
         except OverflowError:
             result = math.inf
         return self.in_range(result, expr.loc)
+
+    def size(self, attr: Attr, scope: _Scope) -> int | None:
+        """`in.c`: a size of a tensor in scope, worked out by checking the layers before it."""
+        if attr.tensor not in scope.names:
+            known = ", ".join(scope.names) or "none yet"
+            self.problems.add(
+                f"`{attr.tensor}` is not a tensor here (tensors: {known})",
+                attr.loc,
+                fix=did_you_mean(attr.tensor, scope.names) or "e.g. `in.c`, the input's channels",
+            )
+            return None
+        if attr.field not in SIZES:
+            self.problems.add(
+                f"a tensor has no size `{attr.field}`",
+                attr.loc,
+                fix=f"`{attr.tensor}.c` (channels), `{attr.tensor}.h` (height) or "
+                f"`{attr.tensor}.w` (width)",
+            )
+            return None
+        self.reads_sizes = True
+        self.read.add((scope.prefix, attr.tensor))
+        layer = self.layer_of(scope.names[attr.tensor])
+        if layer is None:
+            return None
+        shape = layer.shape if len(layer.shape) == 3 else (layer.shape[0], 1, 1)
+        return shape[SIZES[attr.field]]
+
+    def layer_of(self, index: int):
+        """The checked layer of a node built so far; a shape error is reported at its layer."""
+        from .check import input_layer, layer_of  # check imports this module
+
+        if index in self.checked:
+            return self.checked[index]
+        for pending in range(len(self.checked), index + 1):
+            node = self.nodes[pending]
+            ins = [self.checked[i] for i in node.inputs]
+            layer = None
+            if node.kind == "INPUT":
+                layer = input_layer(node, self.input_shape)
+            elif all(ins):
+                try:
+                    layer = layer_of(node, ins)
+                except ShapeError as error:
+                    notes = [
+                        f"in the block called at line {loc.line}" for loc in node.call_locs[-1:]
+                    ]
+                    self.problems.add(error.message, node.loc, [*error.notes, *notes], error.fix)
+            self.checked[pending] = layer
+        return self.checked[index]
+
+    def condition(self, cond, scope: _Scope) -> bool | None:
+        if isinstance(cond, Compare):
+            left, right = self.evaluate(cond.left, scope), self.evaluate(cond.right, scope)
+            if left is None or right is None:
+                return None
+            return COMPARISONS[cond.op](left, right)
+        if isinstance(cond, Not):
+            value = self.condition(cond.operand, scope)
+            return None if value is None else not value
+        left, right = self.condition(cond.left, scope), self.condition(cond.right, scope)
+        if left is None or right is None:
+            return None
+        return (left and right) if cond.op == "and" else (left or right)
+
+    def repeat_count(self, link, scope: _Scope) -> int | None:
+        """A repeat: `x3`, or `xn` with n a parameter of the block around it."""
+        if isinstance(link.repeat, int):
+            return link.repeat if self.repeat_ok(link, link.repeat) else None
+        word = link.repeat.name
+        name = word[1:]
+        if not word.startswith("x") or name not in scope.params:
+            self.problems.add(
+                f"`{word}` after a block call must be a repeat: `x3`, or `x` and a parameter",
+                link.repeat.loc,
+                fix=did_you_mean(f"x{name}", [f"x{p}" for p in scope.params])
+                or f"parameters here: {', '.join(scope.params) or 'none'}",
+            )
+            return None
+        count = scope.params[name]
+        if not isinstance(count, int) or isinstance(count, bool):
+            self.problems.add(
+                f"repeat `{word}` needs a whole number, but `{name}` is {count}",
+                link.repeat.loc,
+                fix=f"pass a whole number for `{name}`",
+            )
+            return None
+        return count if self.repeat_ok(link, count) else None
 
     def in_range(self, value, loc: Loc):
         if abs(value) <= MAX_NUMBER:  # false for inf and nan too
@@ -178,6 +305,8 @@ class _Expander:
                 attrs[option.name], given[option.name] = converted, loc
 
         positional = next((o for o in kind.options if o.positional), None)
+        if positional is None and "kernel" in options and "filters" not in options:
+            positional = options["kernel"]  # `POOL max 3 s2`: a square window as one number
         for arg in layer.args:
             if isinstance(arg, FiltersArg):
                 if "filters" not in options:
@@ -272,11 +401,12 @@ class _Expander:
                 fix=f"`{word}1`",
             )
             return
-        if word.upper() in REGISTRY:
+        spelled = kind_for(word, REGISTRY)
+        if spelled is not None:
             self.problems.add(
                 f"{kind.name} has no argument `{word}`",
                 loc,
-                fix=f"to chain a layer, write `-> {word.upper()}` (layer keywords are capitals)",
+                fix=f"to chain a layer, write `-> {spelled}` (layer keywords are capitals)",
             )
             return
         choices = (
@@ -381,6 +511,7 @@ class _Expander:
 
     def lookup(self, ref: Ref, scope: _Scope) -> int | None:
         if ref.name in scope.names:
+            self.read.add((scope.prefix, ref.name))
             return scope.names[ref.name]
         if ref.name in scope.unbound:
             return None
@@ -392,11 +523,12 @@ class _Expander:
                 fix=f"move the chain that ends in `-> {ref.name}` above this line",
             )
             return None
-        if ref.name.upper() in REGISTRY:
+        spelled = kind_for(ref.name, REGISTRY)
+        if spelled is not None:
             self.problems.add(
                 f"`{ref.name}` is not defined here",
                 ref.loc,
-                fix=f"layer keywords are written in capitals: `{ref.name.upper()}`",
+                fix=_capitals(ref.name, spelled),
             )
             return None
         hint = did_you_mean(ref.name, scope.names)
@@ -424,6 +556,9 @@ class _Expander:
                 fix="give each tensor its own name",
             )
         else:
+            spelled = kind_for(ref.name, REGISTRY)
+            if spelled is not None and ref.name.upper() not in COMMON_WORDS:
+                self.keyword_names[(scope.prefix, ref.name)] = (ref, spelled)
             scope.names[ref.name] = tensor
             scope.name_locs[ref.name] = ref.loc
             self.named.setdefault(tensor, ref)
@@ -433,7 +568,7 @@ class _Expander:
         if isinstance(link, Layer):
             kind = REGISTRY.get(link.kind)
             if kind is None:
-                hint = did_you_mean(link.kind, REGISTRY)
+                hint = kind_hint(link.kind, REGISTRY)
                 self.problems.add(
                     f"unknown layer `{link.kind}`",
                     link.loc,
@@ -447,28 +582,70 @@ class _Expander:
                     fix=f"end each branch in a name (`... -> a`), then `{kind.name}(a, b) -> ...`",
                 )
                 return None
-            repeat_ok, attrs = self.repeat_ok(link), self.interpret(link, kind, scope)
-            if not repeat_ok or attrs is None or current is None:
+            if self.split_size(link, kind):
                 return None
-            for _ in range(link.repeat):
+            link = self.trailing_repeat(link, scope)
+            repeat, attrs = self.repeat_count(link, scope), self.interpret(link, kind, scope)
+            if repeat is None or attrs is None or current is None:
+                return None
+            for _ in range(repeat):
                 current = self.add(kind.name, attrs, (current,), link.loc, scope)
             return current
         if isinstance(link, Call):
-            repeat_ok, callee = self.repeat_ok(link), self.callee(link, scope)
-            if not repeat_ok or callee is None or current is None:
+            repeat, callee = self.repeat_count(link, scope), self.callee(link, scope)
+            if repeat is None or callee is None or current is None:
                 return None
-            for _ in range(link.repeat):
+            for _ in range(repeat):
                 current = self.inline(link, *callee, current, scope)
                 if current is None:
                     return None
             return current
         raise AssertionError(link)
 
-    def repeat_ok(self, link) -> bool:
-        if 1 <= link.repeat <= MAX_REPEAT:
+    def split_size(self, layer: Layer, kind: LayerKind) -> bool:
+        """`CONV 6@5 x5`: a size of one number, then a repeat, reads as five 5x5 convolutions,
+        but `5x5` with a slipped space is far likelier; refuse the ambiguous spelling."""
+        if layer.repeat == 1 or not isinstance(layer.repeat, int) or not layer.args:
+            return False
+        last = layer.args[-1]
+        sized = next((o for o in kind.options if o.positional or o.name == "kernel"), None)
+        if isinstance(last, FiltersArg) and isinstance(last.kernel, Num):
+            number = last.kernel
+        elif isinstance(last, Num) and sized is not None and sized.kind == "pair":
+            number = last
+        else:
+            return False
+        size, count, loc = number.value, layer.repeat, layer.loc
+        line = self.spec.source.split("\n")[loc.line - 1]
+        head = line[loc.col - 1 : number.loc.col - 1] if loc.line == number.loc.line else ""
+        head = head or f"{layer.kind} "
+        self.problems.add(
+            f"`{head}{size} x{count}` reads as {count} layers with a size of {size}",
+            layer.loc,
+            fix=f"for a {size}x{count} size write `{head}{size}x{count}` (no space); "
+            f"for {count} layers write the size in full: `{head}{size}x{size} x{count}`",
+        )
+        return True
+
+    @staticmethod
+    def trailing_repeat(layer: Layer, scope: _Scope) -> Layer:
+        """`CONV c@3x3 xn`: a last bare word `x` + a parameter is the layer's repeat."""
+        last = layer.args[-1] if layer.args else None
+        if (
+            layer.repeat == 1
+            and isinstance(last, Ref)
+            and last.name[:1] == "x"
+            and last.name not in scope.params
+            and last.name[1:] in scope.params
+        ):
+            return replace(layer, args=layer.args[:-1], repeat=last)
+        return layer
+
+    def repeat_ok(self, link, count: int) -> bool:
+        if 1 <= count <= MAX_REPEAT:
             return True
         self.problems.add(
-            f"repeat count x{link.repeat} is outside 1..{MAX_REPEAT}",
+            f"repeat count x{count} is outside 1..{MAX_REPEAT}",
             link.loc,
             fix=f"use `x1` to `x{MAX_REPEAT}`; for more, repeat a block that repeats",
         )
@@ -481,7 +658,7 @@ class _Expander:
             self.problems.add(
                 f"`{merge.kind}(...)` is not a merge; merges are " + ", ".join(merges),
                 merge.loc,
-                fix=did_you_mean(merge.kind, merges)
+                fix=(kind_hint(merge.kind, merges) if merge.kind not in REGISTRY else "")
                 or f"a layer takes one input: `a -> {merge.kind}`",
             )
             return None
@@ -498,11 +675,29 @@ class _Expander:
             return None
         return self.add(kind.name, attrs, tuple(inputs), merge.loc, scope)
 
-    def chains(self, chains: tuple[Chain, ...], start: int | None, scope: _Scope) -> int | None:
+    def chains(
+        self, chains: tuple[Chain | If, ...], start: int | None, scope: _Scope
+    ) -> int | None:
         current = start
         for chain in reversed(chains):
-            scope.ahead.update((r.name, r.loc) for r in chain.links[1:] if isinstance(r, Ref))
+            scope.ahead.update((r.name, r.loc) for r in _bound(chain))
+        current = self.body(chains, current, scope)
+        return scope.names.get("out", current)
+
+    def body(self, chains: tuple[Chain | If, ...], current: int | None, scope: _Scope):
         for chain in chains:
+            if isinstance(chain, If):
+                taken = self.condition(chain.condition, scope)
+                if taken is None:  # reported; what either branch names stays quiet from here
+                    scope.unbound.update(r.name for r in _bound(chain))
+                    continue
+                branch = chain.then if taken else chain.otherwise
+                kept = {r.name for item in branch for r in _bound(item)}
+                for ref in _bound(chain):
+                    if ref.name not in kept:  # not bound further down after all
+                        scope.ahead.pop(ref.name, None)
+                current = self.body(branch, current, scope)
+                continue
             first, rest = chain.links[0], chain.links[1:]
             if isinstance(first, Merge):
                 current = self.merge(first, scope)
@@ -525,17 +720,17 @@ class _Expander:
                         self.bind(link, current, scope)
                 else:
                     current = self.link(link, current, scope)
-        return scope.names.get("out", current)
+        return current
 
     def callee(self, call: Call, scope: _Scope) -> tuple[Block, dict] | None:
         """The block a call names and its bound parameters; None after reporting why not."""
         block = self.blocks.get(call.block)
         if block is None:
             hint = did_you_mean(call.block, self.blocks)
-            upper = call.block.upper()
+            spelled = kind_for(call.block, REGISTRY)
             fix = (
-                f"layer keywords are written in capitals: `{upper}`"
-                if upper in REGISTRY
+                _capitals(call.block, spelled)
+                if spelled is not None
                 else hint or "define it first: `block name(params) { in -> ... -> out }`"
             )
             self.problems.add(f"unknown block `{call.block}`", call.loc, fix=fix)
@@ -620,13 +815,16 @@ class _Expander:
         return values
 
 
-def expand(spec: Spec) -> Graph:
-    """Inline blocks and repeats, resolve names; raises SpecError with every problem found."""
+def expand(spec: Spec, input_shape: tuple[int, ...] | None = None) -> Graph:
+    """Inline blocks and repeats, resolve names; raises SpecError with every problem found.
+    `input_shape` replaces the spec's own `input` line."""
     problems = Problems(spec.path)
     for loc in spec.header_locs:
-        problems.add("the header line is repeated", loc, fix="keep one `network` and one `input`")
-    shape = _input_shape(spec, problems)
-    expander = _Expander(spec, problems)
+        problems.add(
+            "the header line is repeated", loc, fix="keep one `network`, `input` and `output`"
+        )
+    shape = tuple(input_shape) if input_shape is not None else _input_shape(spec, problems)
+    expander = _Expander(spec, problems, shape)
     for block in spec.blocks:
         seen = set()
         for param in block.params:
@@ -648,8 +846,10 @@ def expand(spec: Spec) -> Graph:
         )
     with contextlib.suppress(_Stop):
         output = expander.chains(spec.chains, 0, scope)
+    heads = _heads(expander, spec, output, scope)
+    _keyword_names(expander, problems)
     if not problems.found:  # after an error, missing links would look like dead code
-        _dead_code(expander, output, problems)
+        _dead_code(expander, {index for _, index in heads}, problems)
     problems.raise_if_any()
     return Graph(
         spec.path,
@@ -657,21 +857,85 @@ def expand(spec: Spec) -> Graph:
         spec.name or _stem(spec.path),
         shape,
         tuple(expander.nodes),
-        output,
+        heads[0][1],
         dict(expander.tensors),
         spec.expects,
         spec.train,
+        tuple(heads),
+        len(heads) == 1,
+        spec.outputs_loc,
+        spec,
+        expander.reads_sizes,
     )
 
 
-def _dead_code(expander: _Expander, output: int, problems: Problems) -> None:
+def at_input(graph: Graph, shape: tuple[int, ...]) -> Graph:
+    """The graph fed another input size; expanded again when its blocks read sizes (`in.h`)."""
+    if graph.reads_sizes and graph.spec is not None:
+        expanded = expand(graph.spec, tuple(shape))
+        chosen = next((name for name, index in graph.outputs if index == graph.output), None)
+        output = dict(expanded.outputs).get(chosen, expanded.output)
+        return replace(expanded, output=output, loss_chosen=graph.loss_chosen)
+    return replace(graph, input_shape=tuple(shape))
+
+
+def _heads(expander: _Expander, spec: Spec, output, scope: _Scope) -> list[tuple[str, int]]:
+    """The network's outputs: the names of `output a, b`, else where the chains end."""
+    if not spec.outputs:
+        return [("output", output if output is not None else 0)]
+    heads, seen = [], set()
+    for ref in spec.outputs:
+        if ref.name in seen:
+            expander.problems.add(
+                f"`{ref.name}` is listed twice as an output", ref.loc, fix="list each head once"
+            )
+            continue
+        seen.add(ref.name)
+        index = expander.lookup(ref, scope)
+        if index == 0:
+            expander.problems.add(f"`{ref.name}` is the network input, not an output", ref.loc)
+        elif index is not None:
+            heads.append((ref.name, index))
+    return heads or [("output", output if output is not None else 0)]
+
+
+def _capitals(word: str, spelled: str) -> str:
+    if spelled == word.upper():
+        return f"layer keywords are written in capitals: `{spelled}`"
+    return f"did you mean `{spelled}`?"
+
+
+def _bound(item: Chain | If) -> list[Ref]:
+    """The names a chain binds, or either branch of an `if`."""
+    if isinstance(item, Chain):
+        return [r for r in item.links[1:] if isinstance(r, Ref)]
+    return [r for inner in (*item.then, *item.otherwise) for r in _bound(inner)]
+
+
+def _keyword_names(expander: _Expander, problems: Problems) -> None:
+    """`-> relu ->` names a tensor `relu` and applies no layer: when nothing reads that name, it
+    was meant as the keyword. A name that is read (`MUL(x, scale)`) was meant as a name."""
+    reported = set()
+    for key, (ref, spelled) in expander.keyword_names.items():
+        if key in expander.read or ref.loc in reported:
+            continue
+        reported.add(ref.loc)
+        problems.add(
+            f"`{ref.name}` names a tensor here, so no layer is applied",
+            ref.loc,
+            fix=f"{_capitals(ref.name, spelled)}; to name the tensor, choose a name that "
+            "is not a layer keyword",
+        )
+
+
+def _dead_code(expander: _Expander, outputs: set[int], problems: Problems) -> None:
     """A computed tensor that nothing reads, or a block nobody calls, is a mistake."""
     consumed = {i for node in expander.nodes for i in node.inputs}
     reported = set()
     for node in expander.nodes[1:]:
         ref = expander.named.get(node.index)
         loc = ref.loc if ref else node.loc
-        if node.index in consumed or node.index == output or loc in reported:
+        if node.index in consumed or node.index in outputs or loc in reported:
             continue
         reported.add(loc)  # once, however often its block was called
         if ref:
@@ -681,10 +945,13 @@ def _dead_code(expander: _Expander, output: int, problems: Problems) -> None:
                 fix=f"use it (`{ref.name} -> ...` or in a merge), or remove its chain",
             )
         else:
+            listed = " or list it in the `output` line" if expander.spec.outputs else ""
             problems.add(
                 "the end of this chain is never used",
                 loc,
-                fix="continue it, name it (`-> name`) and use the name, or remove the chain",
+                fix="continue it, name it (`-> name`) and use the name"
+                + listed
+                + ", or remove the chain",
             )
     for block in expander.blocks.values():
         if block.name not in expander.called:

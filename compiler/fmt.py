@@ -25,17 +25,21 @@ from dataclasses import dataclass
 
 from .errors import Diagnostic, SpecError
 from .syntax import (
+    Attr,
     BinOp,
     Block,
     Call,
     Chain,
+    Compare,
     Dims,
     Expect,
     FiltersArg,
+    If,
     KwArg,
     Layer,
     Merge,
     Neg,
+    Not,
     Num,
     Ref,
     Setting,
@@ -98,6 +102,8 @@ class _Printer:
             return self.text(node.loc) if node.loc.line == node.loc.end_line else f"{node.value}"
         if isinstance(node, Ref):
             return node.name
+        if isinstance(node, Attr):
+            return f"{node.tensor}.{node.field}"
         if isinstance(node, Neg):
             inner = self.expr(node.operand, 3)
             return f"-{inner}"
@@ -133,6 +139,8 @@ class _Printer:
             args = ", ".join(
                 f"{a.key}={self.expr(a.value)}" if a.key else self.expr(a.value) for a in node.args
             )
+            if isinstance(node.repeat, Ref):
+                return f"{node.block}({args}) {node.repeat.name}"
             return f"{node.block}({args})" + (f" x{node.repeat}" if node.repeat != 1 else "")
         if isinstance(node, Merge):
             inputs = ", ".join(r.name for r in node.inputs)
@@ -169,15 +177,42 @@ class _Printer:
             for p in block.params
         )
         head = f"block {block.name}({params}) {{"
-        if block.loc.line == block.loc.end_line and len(block.chains) == 1:
+        one = len(block.chains) == 1 and isinstance(block.chains[0], Chain)
+        if block.loc.line == block.loc.end_line and one:
             (body,) = self.chain(block.chains[0], "")
             one_line = f"{head} {body.code} }}"
             if len(one_line) <= MAX_WIDTH:
                 return [_Entry(block.loc.line, one_line)]
-        entries = [_Entry(block.loc.line, head)]
-        for chain in block.chains:
-            entries += self.chain(chain, INDENT)
+        entries = [_Entry(block.loc.line, head), *self.body(block.chains, INDENT)]
         return [*entries, _Entry(block.loc.end_line, "}")]
+
+    def body(self, items, indent: str) -> list[_Entry]:
+        entries = []
+        for item in items:
+            entries += (
+                self.branch(item, indent) if isinstance(item, If) else self.chain(item, indent)
+            )
+        return entries
+
+    def branch(self, node: If, indent: str, opening: str = "if") -> list[_Entry]:
+        """`if c {` ... `} else if d {` ... `} else {` ... `}`, one level indented per `if`."""
+        entries = [_Entry(node.loc.line, f"{indent}{opening} {self.condition(node.condition)} {{")]
+        entries += self.body(node.then, indent + INDENT)
+        rest = node.otherwise
+        if len(rest) == 1 and isinstance(rest[0], If):
+            inner = self.branch(rest[0], indent, "} else if")
+            return entries + inner
+        if rest:
+            entries.append(_Entry(rest[0].loc.line, f"{indent}}} else {{"))
+            entries += self.body(rest, indent + INDENT)
+        return [*entries, _Entry(node.loc.end_line, f"{indent}}}")]
+
+    def condition(self, node) -> str:
+        if isinstance(node, Compare):
+            return f"{self.expr(node.left)} {node.op} {self.expr(node.right)}"
+        if isinstance(node, Not):
+            return f"not {self.condition(node.operand)}"
+        return f"{self.condition(node.left)} {node.op} {self.condition(node.right)}"
 
     def expect(self, expect: Expect) -> _Entry:
         written = self.lines[expect.loc.line - 1][expect.loc.col - 1 :]
@@ -223,6 +258,10 @@ def _statements(spec: Spec, printer: _Printer) -> list[_Statement]:
         entries = printer.block(item) if isinstance(item, Block) else printer.chain(item, "")
         spaced = isinstance(item, Block) and len(entries) > 1  # a multi-line block stands apart
         body.append(_Statement(item.loc.line, item.loc.end_line, entries, spaced))
+    if spec.outputs:
+        line = spec.outputs_loc.line
+        names = ", ".join(ref.name for ref in spec.outputs)
+        body.append(_Statement(line, line, [_Entry(line, f"output {names}")], True))
     for expect in spec.expects:
         expects.append(_Statement(expect.loc.line, expect.loc.end_line, [printer.expect(expect)]))
     spans = _train_spans(lines)
@@ -355,7 +394,7 @@ def _bare(node):
     if isinstance(node, tuple | list):
         return tuple(_bare(item) for item in node)
     if dataclasses.is_dataclass(node) and not isinstance(node, type):
-        skip = {"loc", "target_loc", "path", "source", "header_locs"}
+        skip = {"loc", "target_loc", "path", "source", "header_locs", "outputs_loc"}
         return (
             type(node).__name__,
             *(_bare(getattr(node, f.name)) for f in dataclasses.fields(node) if f.name not in skip),

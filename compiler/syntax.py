@@ -52,7 +52,41 @@ class Neg:
     loc: Loc
 
 
-Expr = Num | Ref | BinOp | Neg
+@dataclass(frozen=True)
+class Attr:
+    """A size of a tensor in scope: `in.c`, `y.h`, `in.w`."""
+
+    tensor: str
+    field: str
+    loc: Loc
+
+
+Expr = Num | Ref | BinOp | Neg | Attr
+
+
+@dataclass(frozen=True)
+class Compare:
+    op: str
+    left: Expr
+    right: Expr
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class Logic:
+    op: str  # "and" | "or"
+    left: Condition
+    right: Condition
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class Not:
+    operand: Condition
+    loc: Loc
+
+
+Condition = Compare | Logic | Not
 
 
 @dataclass(frozen=True)
@@ -86,7 +120,7 @@ Arg = FiltersArg | KwArg | Dims | Expr
 class Layer:
     kind: str
     args: tuple[Arg, ...]
-    repeat: int
+    repeat: int  # a trailing `xn` (repeat from a parameter) is still the last of args here
     loc: Loc
 
 
@@ -101,7 +135,7 @@ class CallArg:
 class Call:
     block: str
     args: tuple[CallArg, ...]
-    repeat: int
+    repeat: int | Ref  # `x3`, or `xn`: Ref("xn"), n a parameter
     loc: Loc
 
 
@@ -123,6 +157,16 @@ class Chain:
 
 
 @dataclass(frozen=True)
+class If:
+    """`if condition { ... } else { ... }` in a block body; `otherwise` may hold one If."""
+
+    condition: Condition
+    then: tuple[Chain | If, ...]
+    otherwise: tuple[Chain | If, ...]
+    loc: Loc
+
+
+@dataclass(frozen=True)
 class Param:
     name: str
     default: Expr | None
@@ -133,7 +177,7 @@ class Param:
 class Block:
     name: str
     params: tuple[Param, ...]
-    chains: tuple[Chain, ...]
+    chains: tuple[Chain | If, ...]
     loc: Loc
 
 
@@ -164,6 +208,8 @@ class Spec:
     expects: tuple[Expect, ...]
     train: tuple[Setting, ...]
     header_locs: tuple[Loc, ...] = ()  # every `network`/`input` line, to report duplicates
+    outputs: tuple[Ref, ...] = ()  # `output p3, p4, p5`: the network's named heads
+    outputs_loc: Loc | None = None
 
 
 # ---- lark -> AST -------------------------------------------------------------------------------
@@ -226,6 +272,43 @@ class _ToAst(Transformer):
     def neg(self, meta, items):
         return Neg(items[0], Loc.of(meta))
 
+    def attr(self, items):
+        tensor, field = items
+        return Attr(str(tensor), str(field), span(Loc.of(tensor), Loc.of(field)))
+
+    def comparison(self, items):
+        left, op, right = items
+        return Compare(str(op), left, right, span(left.loc, right.loc))
+
+    def either(self, items):
+        return Logic("or", items[0], items[1], span(items[0].loc, items[1].loc))
+
+    def both(self, items):
+        return Logic("and", items[0], items[1], span(items[0].loc, items[1].loc))
+
+    @v_args(meta=True)
+    def negate(self, meta, items):
+        return Not(items[0], Loc.of(meta))
+
+    def then(self, items):
+        return tuple(items)
+
+    def otherwise(self, items):
+        return tuple(items)
+
+    @v_args(meta=True)
+    def cond(self, meta, items):
+        condition, then, otherwise = items
+        otherwise = (otherwise,) if isinstance(otherwise, If) else otherwise or ()
+        return If(condition, then, otherwise, Loc.of(meta))
+
+    def target(self, items):
+        return ".".join(map(str, items)), span(Loc.of(items[0]), Loc.of(items[-1]))
+
+    @v_args(meta=True)
+    def outputs(self, meta, items):
+        return ("outputs", tuple(Ref(str(t), Loc.of(t)) for t in items), Loc.of(meta))
+
     def filters(self, items):
         count, kernel = items
         kernel = dims_value(kernel) if isinstance(kernel, Token) else kernel
@@ -260,7 +343,11 @@ class _ToAst(Transformer):
     def call(self, meta, items):
         name, *args, repeat = items
         args = tuple(a for a in args if a is not None)
-        return Call(str(name), args, int(repeat[1:]) if repeat else 1, Loc.of(meta))
+        if repeat is not None and repeat.type == "NAME":
+            repeat = Ref(str(repeat), Loc.of(repeat))
+        elif repeat is not None:
+            repeat = int(repeat[1:])
+        return Call(str(name), args, repeat or 1, Loc.of(meta))
 
     def chain(self, items):
         return Chain(tuple(items), span(items[0].loc, items[-1].loc))
@@ -274,14 +361,15 @@ class _ToAst(Transformer):
     def block(self, meta, items):
         name, *rest = items
         params = tuple(p for p in rest if isinstance(p, Param))
-        chains = tuple(c for c in rest if isinstance(c, Chain))
+        chains = tuple(c for c in rest if isinstance(c, Chain | If))
         return Block(str(name), params, chains, Loc.of(meta))
 
     @v_args(meta=True)
     def expect(self, meta, items):
         target, op, value = items
         value = dims_value(value).values if isinstance(value, Token) else value.value
-        return Expect(str(target), str(op), value, Loc.of(meta), Loc.of(target))
+        name, loc = (str(target), Loc.of(target)) if isinstance(target, Token) else target
+        return Expect(name, str(op), value, Loc.of(meta), loc)
 
     @v_args(meta=True)
     def setting(self, meta, items):
@@ -446,7 +534,8 @@ TERMINAL_WORDS = {
     "_NL": "the end of the line",
     "$END": "the end of the file",
 }
-KEYWORDS = ("NETWORK", "INPUT", "BLOCK", "EXPECT", "TRAIN")
+KEYWORDS = ("NETWORK", "INPUT", "BLOCK", "EXPECT", "TRAIN", "OUTPUT", "IF", "ELSE", "AND", "OR")
+KEYWORDS += ("NOT",)
 ARROW = "__ANON_0"  # lark's name for the anonymous `->` terminal
 
 
@@ -636,9 +725,11 @@ def parse(source: str, path: str = "<spec>") -> Spec:
         raise SpecError(Diagnostic("the spec nests too deeply to read", path=path)) from None
 
     headers = {"network": [], "input": []}
-    blocks, chains, expects, train = [], [], [], []
+    blocks, chains, expects, train, outputs = [], [], [], [], []
     for item in items:
-        if isinstance(item, tuple) and item[0] in headers:
+        if isinstance(item, tuple) and item[0] == "outputs":
+            outputs.append(item)
+        elif isinstance(item, tuple) and item[0] in headers:
             headers[item[0]].append(item)
         elif isinstance(item, tuple) and item[0] == "train":
             train.extend(item[1])
@@ -651,6 +742,7 @@ def parse(source: str, path: str = "<spec>") -> Spec:
     name = headers["network"][0][1] if headers["network"] else None
     shape = headers["input"][0][1] if headers["input"] else None
     header_locs = tuple(h[2] for group in headers.values() for h in group[1:])
+    header_locs += tuple(o[2] for o in outputs[1:])
     return Spec(
         path,
         source,
@@ -661,6 +753,8 @@ def parse(source: str, path: str = "<spec>") -> Spec:
         tuple(expects),
         tuple(train),
         header_locs,
+        outputs[0][1] if outputs else (),
+        outputs[0][2] if outputs else None,
     )
 
 

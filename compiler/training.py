@@ -82,6 +82,22 @@ def _number(key: str, value, problems: Problems, loc):
     return value
 
 
+def _head_value(values) -> bool:
+    """`loss p3`, `loss cross_entropy p3`: a last name that is not a loss names the head."""
+    last = values[-1]
+    return isinstance(last, Ref) and last.name not in CHOICES["loss"] and len(values) <= 2
+
+
+def loss_head(settings: tuple[Setting, ...]) -> tuple[str, object, object] | None:
+    """The output the loss reads, as the train section names it (`loss head`): the name, its
+    place and the setting's place."""
+    for setting in settings:
+        if setting.key == "loss" and setting.values and _head_value(list(setting.values)):
+            last = setting.values[-1]
+            return last.name, last.loc, setting.loc
+    return None
+
+
 def train_config(settings: tuple[Setting, ...], path: str = "<spec>") -> dict:
     """The spec's training defaults over DEFAULTS; raises SpecError on unknown keys or values."""
     problems = Problems(path)
@@ -112,6 +128,10 @@ def train_config(settings: tuple[Setting, ...], path: str = "<spec>") -> dict:
             )
             continue
         values = list(setting.values)
+        if key == "loss" and values and _head_value(values):
+            values.pop()  # the head it reads: checked against the outputs by check.py
+            if not values:
+                continue
         if key in CHOICES:
             if not values or not isinstance(values[0], Ref) or values[0].name not in CHOICES[key]:
                 problems.add(f"train: `{key}` is one of {', '.join(CHOICES[key])}", setting.loc)

@@ -241,3 +241,49 @@ def test_the_add_fix_suggests_a_stride_only_when_the_sizes_differ(second, fix):
     with pytest.raises(SpecError) as caught:
         check(expand(parse(text, "t.cnn")))
     assert caught.value.diagnostics[0].fix.startswith(fix)
+
+
+# ---- expect on a tensor inside a block call ------------------------------------------------------
+
+BLOCKS = (
+    "input 3x16x16\n"
+    "block basic(c) {\n  in -> CONV c@3x3 p1 -> y\n  y -> POOL max 2 -> z\n  ADD(z, z)\n}\n"
+    "block stage(c) { basic(c) -> basic(c) }\n"
+    "basic(4) -> stage(8) -> FC 10\n"
+)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "expect basic1.y == 4x16x16",
+        "expect basic1.z == 4x8x8",
+        "expect stage1.basic2.y == 8x4x4",
+        "expect basic1.conv1 == 4x16x16",
+        "expect stage1.basic1.add1 != 8x8x8",
+    ],
+)
+def test_expect_names_a_tensor_inside_a_block_call(line):
+    assert checked(BLOCKS + line + "\n").graph.expects[0].target == line.split()[1]
+
+
+def test_expect_on_an_unknown_block_tensor_suggests_the_near_one():
+    diagnostic = error(BLOCKS + "expect basic1.w == 4x16x16\n")
+    assert (diagnostic.loc.line, diagnostic.loc.col) == (9, 8)
+    assert diagnostic.loc.end_col == 16 and "did you mean `basic1." in diagnostic.fix
+
+
+def test_a_block_reading_in_h_is_expanded_again_at_another_input_size():
+    source = (
+        "input 3x8x8\nblock b() {\n  if in.h > 8 {\n    POOL max 2\n  }\n  CONV 4@3x3\n}\n"
+        "b() -> FC 10\n"
+    )
+    from cnnc.compiler.check import checks_at
+    from cnnc.compiler.expand import at_input
+
+    graph = expand(parse(source, "t.cnn"))
+    assert [n.kind for n in graph.nodes] == ["INPUT", "CONV", "FC"]
+    big = at_input(graph, (3, 16, 16))
+    assert [n.kind for n in big.nodes] == ["INPUT", "POOL", "CONV", "FC"]
+    assert check(big).output.shape == (10,) and checks_at(graph, (3, 16, 16))
+    assert not checks_at(graph, (3, 2, 2))

@@ -184,7 +184,7 @@ def test_residual_shortcuts_go_round_the_left_of_the_main_column():
                 assert r.x > lane
     # the projection shortcut runs in a column of its own, right of the main one
     names = {b.name: b.index for b in placed.boxes}
-    main, side = placed.rects[names["bottleneck_proj1.conv1"]], names["bottleneck_proj1.conv4"]
+    main, side = placed.rects[names["bottleneck1.conv1"]], names["bottleneck1.conv4"]
     assert placed.rects[side].x > main.x + main.w
 
 

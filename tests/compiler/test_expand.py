@@ -337,3 +337,209 @@ def test_independent_mistakes_are_all_reported():
 def test_a_layer_after_a_mistake_is_still_checked_but_not_blamed():
     found = errors(HEAD + "FOO -> CONV 2@3x3 s0 -> RELU -> FC 10")
     assert [d.message.split()[0] for d in found] == ["unknown", "CONV"]
+
+
+# ---- traps that used to pass silently -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("chain", "where", "fix"),
+    [
+        ("CONV 3@3x3 -> relu -> FC 10", (2, 15), "capitals: `RELU`"),
+        ("CONV 3@3x3 -> bn -> relu -> FC 10", (2, 15), "capitals: `BN`"),
+        ("CONV 3@3x3 -> batchnorm -> FC 10", (2, 15), "did you mean `BN`?"),
+        ("CONV 3@3x3 -> maxpool -> FC 10", (2, 15), "did you mean `POOL max`?"),
+    ],
+)
+def test_a_lowercase_keyword_in_a_chain_is_an_error_not_a_name(chain, where, fix):
+    diagnostic = errors(HEAD + chain)[0]
+    assert (diagnostic.loc.line, diagnostic.loc.col) == where
+    assert "names a tensor here, so no layer is applied" in diagnostic.message
+    assert fix in diagnostic.fix
+
+
+def test_a_keyword_spelled_name_that_is_read_is_a_name():
+    g = graph(HEAD + "CONV 3@3x3 -> SIGMOID -> scale -> RELU -> x\nADD(x, scale) -> FC 10")
+    assert "scale" in g.tensors and "x" in g.tensors
+    g = graph(HEAD + "CONV 3@3x3 -> pool\npool -> FC 10")
+    assert g.tensors["pool"] == 1
+
+
+def test_everyday_words_among_the_synonyms_stay_names():
+    g = graph(HEAD + "CONV 3@3x3 -> sum -> FC 10")
+    assert kinds(g) == ["INPUT", "CONV", "FC"]
+
+
+@pytest.mark.parametrize(
+    ("source", "where", "fix"),
+    [
+        ("CONV 6@5 x5 -> FC 10", (2, 1), "`CONV 6@5x5` (no space)"),
+        ("CONV 6@5 x5 -> FC 10", (2, 1), "`CONV 6@5x5 x5`"),
+        ("POOL max 2 x2 -> FC 10", (2, 1), "`POOL max 2x2`"),
+    ],
+)
+def test_a_one_number_size_before_a_repeat_is_refused(source, where, fix):
+    diagnostic = error(HEAD + source)
+    assert (diagnostic.loc.line, diagnostic.loc.col) == where
+    assert "reads as" in diagnostic.message and fix in diagnostic.fix
+
+
+def test_a_full_size_before_a_repeat_repeats():
+    assert kinds(graph(HEAD + "CONV 6@5x5 p2 x3 -> FC 10")) == ["INPUT", *["CONV"] * 3, "FC"]
+    assert kinds(graph(HEAD + "CONV 6@5 p2 x3 -> FC 10")) == ["INPUT", *["CONV"] * 3, "FC"]
+
+
+@pytest.mark.parametrize(
+    ("word", "fix"),
+    [
+        ("BATCHNORM", "did you mean `BN`?"),
+        ("BATCHNORM2D", "did you mean `BN`?"),
+        ("MAXPOOL", "did you mean `POOL max`?"),
+        ("AVGPOOL", "did you mean `POOL avg`?"),
+        ("LINEAR", "did you mean `FC`?"),
+        ("DENSE", "did you mean `FC`?"),
+        ("CONV2D", "did you mean `CONV`?"),
+        ("CONVTRANSPOSE", "did you mean `DECONV`?"),
+        ("CONVTRANSPOSE2D", "did you mean `DECONV`?"),
+    ],
+)
+def test_other_frameworks_names_get_a_did_you_mean(word, fix):
+    diagnostic = error(HEAD + f"CONV 3@3x3 -> {word} -> FC 10")
+    assert diagnostic.message == f"unknown layer `{word}`" and diagnostic.fix == fix
+    assert diagnostic.loc.col == 15
+
+
+def test_synonyms_follow_the_registry(monkeypatch):
+    """A synonym names a kind only while the registry has it: added kinds are picked up."""
+    from cnnc.compiler import errors as errors_module
+    from cnnc.compiler.layers import REGISTRY
+
+    assert errors_module.kind_for("swish", REGISTRY) == ("SILU" if "SILU" in REGISTRY else None)
+    monkeypatch.setitem(REGISTRY, "SILU", REGISTRY["RELU"])
+    assert errors_module.kind_for("SWISH", REGISTRY) == "SILU"
+    assert errors_module.kind_for("silu", REGISTRY) == "SILU"
+
+
+def test_a_merge_synonym_gets_a_did_you_mean():
+    diagnostic = error(HEAD + "CONV 3@3x3 -> a\nCONV 3@3x3 -> b\nSUM(a, b) -> FC 10")
+    assert "is not a merge" in diagnostic.message and "`ADD`" in diagnostic.fix
+
+
+# ---- block conveniences --------------------------------------------------------------------------
+
+
+def test_a_repeat_count_from_a_parameter():
+    source = HEAD + "block unit(c) { CONV c@3x3 p1 -> RELU }\n"
+    source += "block stage(c, n) { unit(c) xn -> CONV c@1x1 xn }\nstage(8, 3) -> FC 10"
+    assert kinds(graph(source)) == ["INPUT", *["CONV", "RELU"] * 3, *["CONV"] * 3, "FC"]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ("stage(8, 0)", "repeat count x0 is outside 1..1000"),
+        ("stage(8, 1.5)", "repeat `xn` needs a whole number, but `n` is 1.5"),
+    ],
+)
+def test_a_bad_repeat_from_a_parameter_is_located(call, message):
+    source = HEAD + "block stage(c, n) { CONV c@3x3 p1 -> RELU -> pair(c) xn }\n"
+    source += "block pair(c) { CONV c@1x1 }\n" + call + " -> FC 10"
+    assert message in error(source).message
+
+
+def test_an_unknown_repeat_word_after_a_call():
+    source = HEAD + "block unit(c) { CONV c@3x3 p1 }\nunit(4) xk -> FC 10"
+    diagnostic = error(source)
+    assert (diagnostic.loc.line, diagnostic.loc.col) == (3, 9)
+    assert "must be a repeat" in diagnostic.message
+
+
+def test_a_block_reads_its_input_sizes():
+    source = HEAD + (
+        "block se(r=4) {\n"
+        "  in -> POOL avg global -> CONV in.c//r@1x1 -> RELU -> CONV in.c@1x1 -> SIGMOID -> g\n"
+        "  in -> CONV in.h@1x1 -> CONV in.w*2@1x1 -> y\n"
+        "  CONCAT(y, g)\n"
+        "}\n"
+        "CONV 16@3x3 p1 -> POOL max 2 -> se() -> FC 10\n"
+    )
+    g = graph(source.replace("CONCAT(y, g)", "y -> POOL avg global -> q\n  CONCAT(q, g)"))
+    convs = [n.attrs["filters"] for n in g.nodes if n.kind == "CONV"]
+    assert convs == [16, 4, 16, 16, 32] and g.reads_sizes
+    assert not graph(HEAD + "CONV 3@1x1 -> FC 2").reads_sizes
+
+
+def test_reading_a_size_of_an_unknown_tensor_or_field():
+    diagnostic = error(HEAD + "block b() { CONV x.c@1x1 }\nb() -> FC 3")
+    assert "`x` is not a tensor here" in diagnostic.message and diagnostic.loc.col == 18
+    diagnostic = error(HEAD + "block b() { CONV in.k@1x1 }\nb() -> FC 3")
+    assert "no size `k`" in diagnostic.message and "`in.c`" in diagnostic.fix
+
+
+def test_a_size_read_after_a_shape_error_reports_that_error():
+    source = HEAD + "block b() { CONV 4@64x64 -> y\n  y -> CONV y.c@1x1 }\nb() -> FC 3"
+    diagnostic = errors(source)[0]
+    assert "needs at least 64 rows" in diagnostic.message and diagnostic.loc.line == 2
+
+
+RESIDUAL = HEAD + (
+    "block unit(c, s=1) {\n"
+    "  in -> CONV c@3x3 stride=s p1 -> y\n"
+    "  if s != 1 or in.c != c {\n"
+    "    in -> CONV c@1x1 stride=s -> short\n"
+    "  } else if c > 100 {\n"
+    "    in -> POOL max 1 -> short\n"
+    "  } else {\n"
+    "    in -> short\n"
+    "  }\n"
+    "  ADD(y, short)\n"
+    "}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("calls", "shortcut"),
+    [
+        ("unit(3)", []),
+        ("unit(3, s=2)", ["CONV"]),
+        ("unit(8)", ["CONV"]),
+        ("unit(3) -> CONV 128@1x1 -> unit(128)", ["POOL"]),
+    ],
+)
+def test_if_chooses_a_form_from_parameters_and_sizes(calls, shortcut):
+    g = graph(RESIDUAL + calls + " -> FC 10")
+    last = [n.kind for n in g.nodes if n.name.startswith(f"unit{calls.count('unit')}.")]
+    assert last == ["CONV", *shortcut, "ADD"]
+
+
+@pytest.mark.parametrize(
+    ("condition", "taken"),
+    [
+        ("c == 3 and not c > 4", True),
+        ("c == 4 or c == 3 and c < 2", False),
+        ("not c == 3 or c >= 3", True),
+        ("c * 2 - 1 == 5", True),
+    ],
+)
+def test_conditions_combine_with_and_or_not(condition, taken):
+    source = HEAD + f"block b(c) {{\n  if {condition} {{\n    CONV c@1x1\n  }}\n  RELU\n}}\n"
+    g = graph(source + "b(3) -> FC 10")
+    assert ("CONV" in kinds(g)) is taken
+
+
+def test_a_name_from_a_branch_not_taken_is_not_defined():
+    source = HEAD + "block b(c) {\n  if c > 3 {\n    CONV c@1x1 -> z\n  }\n  z -> RELU\n}\n"
+    diagnostic = error(source + "b(3) -> FC 10")
+    assert "`z` is not defined here" in diagnostic.message and diagnostic.loc.line == 6
+
+
+def test_a_condition_on_an_unknown_parameter_reports_once():
+    source = HEAD + "block b(c) {\n  if k > 3 {\n    CONV c@1x1 -> z\n  }\n  z -> RELU\n}\n"
+    (diagnostic,) = errors(source + "b(3) -> FC 10")
+    assert "unknown parameter `k`" in diagnostic.message
+
+
+def test_a_pool_window_as_one_number():
+    g = graph(HEAD + "POOL max 3 s2 -> POOL avg 2 -> FC 10")
+    assert g.nodes[1].attrs["kernel"] == (3, 3) and g.nodes[2].attrs["kernel"] == (2, 2)
+    assert g.nodes[1].attrs["stride"] == (2, 2)

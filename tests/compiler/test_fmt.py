@@ -180,3 +180,34 @@ def test_cli_a_syntax_error_is_reported_and_the_file_left_alone(tmp_path, capsys
     code, _, err = run(capsys, "fmt", str(bad))
     assert code == 1 and "bad.cnn:2" in err
     assert bad.read_text() == "input 1x8x8\nCONV 2@3x3 RELU\n"
+
+
+NEW_FORMS = """input 3x32x32
+block unit(c,s=1) {
+  in->CONV c@3x3 stride=s p1 nobias->BN->y
+  if s!=1 or in.c!=c and not c<2 {
+      in -> CONV c@1x1 stride=s->short
+  } else if c>100 {
+    in->POOL max 1->short
+  } else {
+   in -> short   # the identity
+  }
+  ADD(y,short)
+}
+block stage(c, n) { unit(c,s=2) -> unit(c) xn }
+CONV 8@3x3 -> stage(16,2) -> CONV in.c@1x1 -> POOL max 3 s2 -> FC 10
+expect stage1.unit2.y==16x15x15
+"""
+
+
+def test_conditionals_sizes_and_repeats_from_parameters_get_one_layout():
+    once = format_source(NEW_FORMS)
+    assert format_source(once) == once and meaning(once) == meaning(NEW_FORMS)
+    assert (
+        "  if s != 1 or in.c != c and not c < 2 {\n    in -> CONV c@1x1 stride=s -> short\n" in once
+    )
+    assert (
+        "  } else if c > 100 {\n" in once
+        and "  } else {\n    in -> short  # the identity\n" in once
+    )
+    assert "unit(c) xn }" in once and "expect stage1.unit2.y == 16x15x15" in once
