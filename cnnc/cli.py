@@ -103,6 +103,8 @@ def _github(d: Diagnostic) -> str:
 
 def cmd_check(args) -> int:
     """Every file is checked and reported, so a spec error is caught here, not in `main`."""
+    from cnnc.compiler.report import summary
+
     files = spec_files(args.paths)
     results, failed = [], 0
     for path in files:
@@ -116,13 +118,14 @@ def cmd_check(args) -> int:
                     "params": checked.params,
                     "macs": checked.macs,
                     "output_shape": list(checked.output.shape),
+                    "outputs": {n: list(layer.shape) for n, layer in checked.outputs},
                     "diagnostics": [],
                 }
             )
             if args.format == "text":
                 print(
                     f"{path}: ok  {checked.graph.name}: {checked.params:,} params, "
-                    f"{checked.macs:,} MACs, output {'x'.join(map(str, checked.output.shape))}"
+                    f"{checked.macs:,} MACs, {summary(checked)}"
                 )
         except SpecError as error:
             failed += 1

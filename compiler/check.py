@@ -264,6 +264,25 @@ def _choose_loss_head(graph: Graph, problems: Problems) -> Graph:
     return replace(graph, output=heads[name], loss_chosen=True)
 
 
+def require_loss_head(checked: Checked) -> None:
+    """Training reads one output: with several heads the train section must name it."""
+    graph = checked.graph
+    if graph.loss_chosen:
+        return
+    from .errors import Diagnostic
+
+    names = graph.output_names
+    raise SpecError(
+        Diagnostic(
+            f"the network has {len(names)} outputs ({', '.join(names)}) and training reads one; "
+            "the train section does not say which",
+            graph.outputs_loc or Loc(1, 1, 1, 2),
+            fix=f"add `loss {names[0]}` to the train section (`train {{ loss {names[0]} }}`)",
+            path=graph.path,
+        )
+    )
+
+
 def layer_of(node: Node, ins: list[Layer]) -> Layer:
     """One layer checked against its inputs' layers; raises ShapeError."""
     return _layer(node, ins)

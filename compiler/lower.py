@@ -62,7 +62,7 @@ class Plan:
     input_shape: Shape
     steps: tuple[Step, ...]
     tensors: tuple[TensorSlot, ...]
-    output: int  # tensor index of the network output
+    output: int  # tensor index of the output the loss reads (the one head, or the named one)
     logits: int  # tensor index the loss reads (the input of a final SOFTMAX, else the output)
     backward_from: int  # last step whose backward runs (steps after it are folded into the loss)
     arena_size: int  # floats per sample
@@ -72,6 +72,10 @@ class Plan:
     params: tuple[ParamEntry, ...]
     buffers: tuple[ParamEntry, ...]  # running statistics, in the state arena
     saved: tuple[int, ...]  # tensors kept from forward for backward
+    outputs: tuple[tuple[str, int], ...] = ()  # every head: (name, tensor index)
+    # gradients the runtime zeroes before backward: the heads the loss does not read, whose
+    # branches' backward then runs on zeros, and a fused SOFTMAX output that is not the last step
+    zero_grads: tuple[int, ...] = ()
 
     def memory(self, batch: int, threads: int | None = None, optimizer_slots: int = 1) -> dict:
         """Exact bytes the runtime allocates for this plan at a batch size."""
@@ -101,6 +105,8 @@ class Plan:
             "output": self.output,
             "logits": self.logits,
             "backward_from": self.backward_from,
+            "outputs": [{"name": name, "tensor": index} for name, index in self.outputs],
+            "zero_grads": list(self.zero_grads),
             "tensors": [
                 {
                     "index": t.index,
@@ -163,10 +169,13 @@ def lower(checked: Checked, training: bool = True) -> Plan:
         for source in node.inputs:
             consumers[source].append(node.index - 1)
     output = checked.graph.output
+    heads = {index for _, index in checked.graph.outputs} | {output}
     final = layers[output]
     fused = final.node.kind == "SOFTMAX" and consumers[final.node.inputs[0]] == [output - 1]
     logits = final.node.inputs[0] if fused else output
-    backward_from = output - 1 - (1 if fused else 0)
+    last = output == count  # the loss reads the last step: the steps after it need no backward
+    backward_from = (output - 1 - (1 if fused else 0)) if last else count - 1
+    zero_grads = tuple(sorted(heads - {output} | ({output} if fused and not last else set())))
     loss_time = count
 
     def producer(tensor: int) -> int:
@@ -177,7 +186,7 @@ def lower(checked: Checked, training: bool = True) -> Plan:
         size = _align(numel(layer.shape))
         readers = [c for c in consumers[tensor]]
         end = max(readers, default=producer(tensor))
-        if tensor in (output, logits):
+        if tensor in heads or tensor == logits:
             end = max(end, loss_time)
         if training:
             kind = REGISTRY.get(layer.node.kind)
@@ -190,7 +199,8 @@ def lower(checked: Checked, training: bool = True) -> Plan:
     if training:
         for tensor in range(1, len(layers)):
             readers = consumers[tensor]
-            start = loss_time if tensor in (logits, output) else 2 * count - max(readers)
+            head = tensor in heads or tensor == logits
+            start = loss_time if head or not readers else 2 * count - max(readers)
             intervals.append(
                 (
                     start,
@@ -257,6 +267,7 @@ def lower(checked: Checked, training: bool = True) -> Plan:
                 doff >= 0
                 and step == max(readers)
                 and source not in node.inputs[:j]
+                and source not in heads  # the loss or the runtime writes a head's gradient first
                 and not (fused and source == logits)
             ):
                 zero |= 1 << j
@@ -299,4 +310,6 @@ def lower(checked: Checked, training: bool = True) -> Plan:
         tuple(params),
         tuple(buffers),
         saved,
+        tuple(checked.graph.outputs),
+        zero_grads,
     )

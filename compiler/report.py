@@ -58,6 +58,15 @@ def build(checked: Checked, batch: int = 1, threads: int | None = None) -> dict:
         "path": graph.path,
         "input_shape": list(graph.input_shape),
         "output_shape": list(checked.output.shape),
+        "outputs": [
+            {
+                "name": name,
+                "layer": layer.node.name,
+                "shape": list(layer.shape),
+                "loss": layer.node.index == graph.output and graph.loss_chosen,
+            }
+            for name, layer in checked.outputs
+        ],
         "layers": rows,
         "named_tensors": {name: list(checked.layers[i].shape) for name, i in graph.tensors.items()},
         "totals": {
@@ -281,14 +290,30 @@ def render_text(
         ).rstrip()
 
     rule = "-" * len(line([h.ljust(w) for h, w in zip(header, widths, strict=True)]))
-    title = (
-        f"{report['network']}: input {_shape(report['input_shape'])} -> output "
-        f"{_shape(report['output_shape'])}"
-    )
+    title = f"{report['network']}: input {_shape(report['input_shape'])} -> {_outputs(report)}"
     out = [title, rule, line(header), rule, *(line(r) for r in shown), rule]
     label_width = max(len(k) for k, _ in _totals(report))
     out += [f"{k.ljust(label_width)}  {v}" for k, v in _totals(report)]
     return "\n".join(out)
+
+
+def _outputs(report: dict, markdown: bool = False) -> str:
+    """`output 10`, or with several heads `outputs p3 18x8x8 (loss), p4 18x4x4`."""
+    heads = report.get("outputs") or []
+    if len(heads) <= 1:
+        shape = _shape(report["output_shape"])
+        return shape if markdown else f"output {shape}"
+    shown = ", ".join(
+        f"{h['name']} {_shape(h['shape'])}" + (" (loss)" if h["loss"] else "") for h in heads
+    )
+    return shown if markdown else f"outputs {shown}"
+
+
+def summary(checked) -> str:
+    """The outputs for one line of `cnnc check`: `output 10` or `outputs p3 18x8x8, p4 18x4x4`."""
+    if len(checked.outputs) <= 1:
+        return f"output {fmt(checked.output.shape)}"
+    return "outputs " + ", ".join(f"{name} {fmt(layer.shape)}" for name, layer in checked.outputs)
 
 
 def render_markdown(report: dict, depth: int | None = None, wide: bool = False) -> str:
@@ -301,7 +326,7 @@ def render_markdown(report: dict, depth: int | None = None, wide: bool = False) 
     align = ["---:" if h in numeric else "---" for h in header]
     out = [
         f"### `{report['network']}`: {_shape(report['input_shape'])} → "
-        f"{_shape(report['output_shape'])}",
+        + _outputs(report, markdown=True),
         "",
         cells(header),
         "| " + " | ".join(align) + " |",

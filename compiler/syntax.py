@@ -17,7 +17,7 @@ from pathlib import Path
 import lark
 from lark import Token, Transformer, v_args
 
-from .errors import Diagnostic, Loc, SpecError, did_you_mean
+from .errors import Diagnostic, Loc, SpecError, did_you_mean, kind_for, kind_hint
 
 MAX_SOURCE_BYTES = 1 << 18  # 100 times the largest zoo spec; parsing 1 MB takes seconds
 MAX_NESTING = 64
@@ -597,14 +597,16 @@ def _token_fix(token, expected, source: str) -> tuple[str | None, str | None]:
         return f"`{text}` is a keyword and cannot be a name", "choose another name"
     if kind == "KIND" and "NAME" in expected and "KIND" not in expected:
         return None, f"names are lowercase; capitals are for layer keywords: `{text.lower()}`"
-    if previous.upper() in REGISTRY and not previous.isupper():
-        return None, f"layer keywords are written in capitals: `{previous.upper()}`"
-    if kind == "NAME" and text.upper() in REGISTRY:
-        return None, f"layer keywords are written in capitals: `{text.upper()}`"
+    for word in (previous, text if kind == "NAME" else ""):
+        spelled = kind_for(word, REGISTRY) if word and not word.isupper() else None
+        if spelled == word.upper():
+            return None, f"layer keywords are written in capitals: `{spelled}`"
+        if spelled is not None:
+            return None, f"did you mean `{spelled}`? layer keywords are written in capitals"
     if kind == "NAME" and "KIND" in expected:
         return None, did_you_mean(text.upper(), REGISTRY) or None
     if kind == "KIND" and text not in REGISTRY:
-        return None, did_you_mean(text, REGISTRY) or None
+        return None, kind_hint(text, REGISTRY) or None
     if text == "->" and "KIND" in expected:
         return None, "put a layer, a block call or a name between the arrows"
     if kind == "_NL" and line.count("(") > line.count(")"):

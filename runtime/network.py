@@ -13,7 +13,7 @@ import math
 import numba
 import numpy as np
 
-from cnnc.compiler.check import Checked, check_file
+from cnnc.compiler.check import Checked, check_file, require_loss_head
 from cnnc.compiler.lower import Plan, lower
 
 from . import executor
@@ -28,6 +28,8 @@ class Network:
     def __init__(self, checked: Checked, batch: int = 64, training: bool = True, seed: int = 0):
         if batch < 1:
             raise InputError(f"batch must be at least 1, not {batch}")
+        if training:
+            require_loss_head(checked)
         self.checked, self.batch, self.training = checked, batch, training
         self.plan: Plan = lower(checked, training=training)
         plan = self.plan
@@ -164,8 +166,9 @@ class Network:
                     "train with a batch of at least 2"
                 )
 
-    def forward(self, x, training: bool = False) -> np.ndarray:
-        """Run the network; returns a copy of the output, shape (n, *output_shape)."""
+    def forward(self, x, training: bool = False) -> np.ndarray | dict[str, np.ndarray]:
+        """Run the network; returns a copy of the output, shape (n, *output_shape), or with
+        several heads (`output a, b`) a dict of each head's copy by name, in the spec's order."""
         n = self._load_input(x)
         if training:
             self._check_batch_statistics(n)
@@ -174,8 +177,25 @@ class Network:
             self.rows, self.frows, self.A, self.P, self.G, self.S, self.W, n, training, self._seed()
         )
         self._n, self._training = n, training
+        if len(self.plan.outputs) > 1:
+            return self.outputs()
         out = self.plan.tensors[self.plan.output]
         return self._tensor(out.offset, out.shape, n).copy()
+
+    def outputs(self) -> dict[str, np.ndarray]:
+        """A copy of every head of the last forward or evaluate call, by name."""
+        heads = self.plan.outputs or (("output", self.plan.output),)
+        return {
+            name: self._tensor(t.offset, t.shape, self._n).copy()
+            for name, index in heads
+            for t in [self.plan.tensors[index]]
+        }
+
+    def _zero_head_grads(self, n: int) -> None:
+        """The heads the loss does not read get a zero gradient (see Plan.zero_grads)."""
+        for index in self.plan.zero_grads:
+            slot = self.plan.tensors[index]
+            self._tensor(slot.grad_offset, slot.shape, n)[...] = 0.0
 
     def backward(self, grad_output) -> None:
         """Backpropagate a gradient of the output (after forward(x, training=True)); parameter
@@ -192,6 +212,7 @@ class Network:
             # whole and the lowered steps therefore never zero: zero it here.
             logits = self.plan.tensors[self.plan.logits]
             self._tensor(logits.grad_offset, logits.shape, n)[...] = 0.0
+        self._zero_head_grads(n)
         self._tensor(out.grad_offset, out.shape, n)[...] = grad
         self.G[:] = 0.0
         self.executor.backward(
@@ -229,6 +250,7 @@ class Network:
             self.A, logits.offset, logits.grad_offset, self.classes, labels, n
         )
         correct = count_correct(self.A, logits.offset, self.classes, labels, n)
+        self._zero_head_grads(n)
         self.G[:] = 0.0
         self.executor.backward(self.rows, self.frows, *arenas, n, True, seed, plan.backward_from)
         self._n = n

@@ -287,3 +287,45 @@ def test_a_block_reading_in_h_is_expanded_again_at_another_input_size():
     assert [n.kind for n in big.nodes] == ["INPUT", "POOL", "CONV", "FC"]
     assert check(big).output.shape == (10,) and checks_at(graph, (3, 16, 16))
     assert not checks_at(graph, (3, 2, 2))
+
+
+# ---- several outputs -----------------------------------------------------------------------------
+
+HEADS = (
+    "input 3x16x16\n"
+    "CONV 8@3x3 p1 s2 -> RELU -> f1\n"
+    "f1 -> CONV 8@3x3 p1 s2 -> RELU -> f2\n"
+    "f1 -> CONV 6@1x1 -> p3\n"
+    "f2 -> POOL avg global -> FC 4 -> p4\n"
+    "output p3, p4\n"
+)
+
+
+def test_expect_names_each_head():
+    c = checked(HEADS + "expect p3 == 6x8x8\nexpect p4 == 4\n")
+    assert [(name, layer.shape) for name, layer in c.outputs] == [("p3", (6, 8, 8)), ("p4", (4,))]
+
+
+def test_expect_output_with_several_heads_asks_for_a_name():
+    diagnostic = error(HEADS + "expect output == 4\n")
+    assert (diagnostic.loc.line, diagnostic.loc.col) == (7, 8)
+    assert "2 outputs (p3, p4)" in diagnostic.message and "`expect p3 == 6x8x8`" in diagnostic.fix
+
+
+def test_the_train_section_names_the_head_the_loss_reads():
+    from cnnc.compiler.check import require_loss_head
+
+    for setting, index in (("loss p4", 7), ("loss cross_entropy p3", 5)):
+        c = checked(HEADS + f"train {{\n  {setting}\n}}\n")
+        assert c.graph.output == index and c.graph.loss_chosen and c.output.node.index == index
+        require_loss_head(c)
+    with pytest.raises(SpecError, match=r"2 outputs \(p3, p4\)") as caught:
+        require_loss_head(checked(HEADS))
+    assert caught.value.diagnostics[0].loc.line == 6
+
+
+def test_a_loss_on_an_unknown_head_is_located():
+    diagnostic = error(HEADS + "train {\n  loss p5\n}\n")
+    assert (diagnostic.loc.line, diagnostic.loc.col) == (8, 8)
+    assert "no output `p5` (outputs: p3, p4)" in diagnostic.message
+    assert "`output` line" in diagnostic.fix

@@ -162,6 +162,7 @@ def test_check_json(capsys, specs):
         "params": 2 * 9 + 2 + 2 * 36 * 3 + 3,
         "macs": 2 * 36 * 9 + 72 * 3,
         "output_shape": [3],
+        "outputs": {"output": [3]},
         "diagnostics": [],
     }
 

@@ -543,3 +543,41 @@ def test_a_pool_window_as_one_number():
     g = graph(HEAD + "POOL max 3 s2 -> POOL avg 2 -> FC 10")
     assert g.nodes[1].attrs["kernel"] == (3, 3) and g.nodes[2].attrs["kernel"] == (2, 2)
     assert g.nodes[1].attrs["stride"] == (2, 2)
+
+
+# ---- several outputs -----------------------------------------------------------------------------
+
+HEADS = HEAD + (
+    "CONV 8@3x3 p1 s2 -> RELU -> f1\n"
+    "f1 -> CONV 8@3x3 p1 s2 -> RELU -> f2\n"
+    "f1 -> CONV 6@1x1 -> p3\n"
+    "f2 -> CONV 6@1x1 -> p4\n"
+)
+
+
+def test_an_output_line_names_every_head():
+    g = graph(HEADS + "output p3, p4\n")
+    assert g.outputs == (("p3", 5), ("p4", 6)) and g.output == 5 and not g.loss_chosen
+    assert g.output_names == ["p3", "p4"] and g.outputs_loc.line == 6
+    single = graph(HEAD + "CONV 3@1x1 -> FC 2")
+    assert single.outputs == (("output", 2),) and single.loss_chosen
+
+
+@pytest.mark.parametrize(
+    ("tail", "where", "message"),
+    [
+        ("output p3\n", (5, 21), "`p4` is computed but never used"),
+        ("output p3, p3, p4\n", (6, 12), "`p3` is listed twice as an output"),
+        ("output p3, p5\n", (6, 12), "`p5` is not defined here"),
+        ("output p3, in, p4\n", (6, 12), "`in` is the network input"),
+        ("output p3, p4\noutput p3\n", (7, 1), "the header line is repeated"),
+    ],
+)
+def test_output_line_mistakes_are_located(tail, where, message):
+    diagnostic = errors(HEADS + tail)[0]
+    assert (diagnostic.loc.line, diagnostic.loc.col) == where and message in diagnostic.message
+
+
+def test_a_chain_end_not_listed_as_an_output_says_so():
+    diagnostic = error(HEADS + "f2 -> FC 3\noutput p3, p4\n")
+    assert "never used" in diagnostic.message and "`output` line" in diagnostic.fix

@@ -211,3 +211,15 @@ def test_conditionals_sizes_and_repeats_from_parameters_get_one_layout():
         and "  } else {\n    in -> short  # the identity\n" in once
     )
     assert "unit(c) xn }" in once and "expect stage1.unit2.y == 16x15x15" in once
+
+
+def test_the_output_line_comes_after_the_chains():
+    source = (
+        "input 3x16x16\noutput p3,p4   # the heads\nCONV 8@3x3 p1 s2 -> f1\n"
+        "f1 -> CONV 6@1x1 -> p3\nf1 -> POOL max 2 -> FC 4 -> p4\n"
+        "expect p3 == 6x8x8\ntrain {\n  loss   p4\n}\n"
+    )
+    once = format_source(source)
+    assert format_source(once) == once and meaning(once) == meaning(source)
+    assert "-> p4\n\noutput p3, p4  # the heads\n\nexpect p3 == 6x8x8\n" in once
+    assert "train {\n  loss p4\n}\n" in once

@@ -108,3 +108,39 @@ def test_memory_figures_add_up():
     memory = lower(checked(RESIDUAL)).memory(batch=4, threads=2, optimizer_slots=2)
     parts = sum(v for k, v in memory.items() if k != "total")
     assert memory["total"] == parts and memory["optimizer_state"] == 2 * memory["parameters"]
+
+
+HEADS = (
+    "input 3x16x16\n"
+    "CONV 8@3x3 p1 s2 -> RELU -> f1\n"
+    "f1 -> CONV 8@3x3 p1 s2 -> FC 5 -> SOFTMAX -> main\n"
+    "f1 -> CONV 6@1x1 -> aux\n"
+    "output main, aux\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("loss", "output", "logits", "backward_from", "zero_grads"),
+    [
+        ("main", 5, 4, 5, (5, 6)),  # SOFTMAX is not the last step: it runs on a zero gradient
+        ("aux", 6, 6, 5, (5,)),  # the last step, as a single output is
+    ],
+)
+def test_every_head_stays_live_and_the_loss_reads_the_named_one(
+    loss, output, logits, backward_from, zero_grads
+):
+    c = check(expand(parse(HEADS + f"train {{\n  loss {loss}\n}}\n")))
+    plan = lower(c, training=True)
+    assert (plan.output, plan.logits, plan.backward_from) == (output, logits, backward_from)
+    assert plan.zero_grads == zero_grads and plan.outputs == (("main", 5), ("aux", 6))
+    count = len(plan.steps)
+    for head in (5, 6):  # each head's value outlives the forward pass: nothing reuses its slot
+        slot = plan.tensors[head]
+        for other in plan.tensors:
+            if other.index not in (head,) and other.index > head:
+                overlap = slot.offset < other.offset + numel(other.shape) and (
+                    other.offset < slot.offset + numel(slot.shape)
+                )
+                assert not overlap, (head, other.index)
+    assert count == 6
+    jsonschema.validate(plan.to_json(), plan_schema())

@@ -219,3 +219,32 @@ def test_sizes_of_a_unet_line_up_its_skips():
     found = report.sizes(graph, 16, 80)
     assert found == list(range(16, 81, 4))
     assert "every multiple of 4" in report.render_sizes(found, 16, 80, graph.input_shape)
+
+
+HEADS = (
+    "input 3x16x16\n"
+    "CONV 8@3x3 p1 s2 -> RELU -> f1\n"
+    "f1 -> CONV 8@3x3 p1 s2 -> RELU -> f2\n"
+    "f1 -> CONV 6@1x1 -> p3\n"
+    "f2 -> POOL avg global -> FC 4 -> p4\n"
+    "output p3, p4\n"
+)
+
+
+@pytest.mark.parametrize(("train", "loss"), [("", None), ("train {\n  loss p4\n}\n", "p4")])
+def test_every_head_is_in_the_report(train, loss):
+    built = report.build(check(expand(parse(HEADS + train, "h.cnn"))))
+    report.validate(built)
+    assert built["outputs"] == [
+        {"name": "p3", "layer": "conv3", "shape": [6, 8, 8], "loss": loss == "p3"},
+        {"name": "p4", "layer": "fc1", "shape": [4], "loss": loss == "p4"},
+    ]
+    title = report.render_text(built).split("\n")[0]
+    tag = " (loss)" if loss else ""
+    assert title == f"h: input 3x16x16 -> outputs p3 6x8x8, p4 4{tag}"
+    assert f"→ p3 6x8x8, p4 4{tag}" in report.render_markdown(built).split("\n")[0]
+
+
+def test_a_single_output_is_listed_as_output():
+    built = report.build(check(expand(parse("input 1x4x4\nFC 3", "s.cnn"))))
+    assert built["outputs"] == [{"name": "output", "layer": "fc1", "shape": [3], "loss": True}]

@@ -198,3 +198,68 @@ def test_one_plan_serves_every_batch_size_up_to_its_maximum():
     full = net.forward(x)
     for n in (1, 2, 4):
         assert np.allclose(net.forward(x[:n]), full[:n], atol=1e-6)
+
+
+# ---- several outputs -----------------------------------------------------------------------------
+
+HEADS = """input 3x8x8
+CONV 8@3x3 p1 -> RELU -> trunk
+trunk -> CONV 4@3x3 p1 s2 -> RELU -> POOL avg global -> FC 5 -> SOFTMAX -> main
+trunk -> POOL max 2x2 -> FC 3 -> aux
+output main, aux
+"""
+
+
+@pytest.mark.parametrize("head", ["main", "aux"])
+def test_the_loss_reads_the_named_head_and_forward_gives_every_head(head):
+    """`main` ends in a fused SOFTMAX that is not the last step; `aux` is the last step. Either
+    way the loss and every gradient equal PyTorch's on that head alone, the other head's branch
+    gets no gradient, and forward returns both heads."""
+    torch = pytest.importorskip("torch")
+    from cnnc.runtime import to_torch
+
+    checked, net = build(HEADS + f"train {{\n  loss {head}\n}}\n", batch=3)
+    module = to_torch.build(checked, net).double()
+    heads = dict(checked.graph.outputs)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 3, 8, 8)).astype(np.float32)
+    y = rng.integers(0, net.classes, 3)
+
+    outputs = net.forward(x)
+    assert list(outputs) == ["main", "aux"]
+    for name, index in heads.items():
+        module.output = index
+        expected = module(torch.from_numpy(x).double()).detach().numpy()
+        assert relative_error(outputs[name], expected) < 1e-4, name
+
+    loss, _ = net.loss_and_grad(x, y)
+    module.output = heads[head]
+    output = module(torch.from_numpy(x).double()).reshape(3, -1)
+    labels = torch.from_numpy(y)
+    if head == "main":
+        reference = torch.nn.functional.nll_loss(torch.log(output), labels)
+    else:
+        reference = torch.nn.functional.cross_entropy(output, labels)
+    reference.backward()
+    assert loss == pytest.approx(reference.item(), rel=1e-4)
+    expected_grads = to_torch.gradients(module, checked)
+    other = {"main": ("conv2", "fc1"), "aux": ("fc2",)}["aux" if head == "main" else "main"]
+    for name, grad in net.gradients().items():
+        expected = expected_grads[name]
+        if expected is None:  # torch: no path from the loss to it
+            expected = np.zeros_like(grad)
+        assert relative_error(grad, expected, 1e-2) < 1e-4, name
+        if name.startswith(other):
+            assert not np.any(grad), f"{name} is on the other head's branch"
+
+
+def test_training_several_heads_needs_the_loss_to_name_one():
+    from cnnc.compiler.errors import SpecError
+
+    with pytest.raises(SpecError, match=r"2 outputs \(main, aux\)") as caught:
+        build(HEADS, batch=2)
+    (diagnostic,) = caught.value.diagnostics
+    assert diagnostic.loc.line == 5 and "`loss main`" in diagnostic.fix
+    _, inference = build(HEADS, batch=2, training=False)
+    shapes = {k: v.shape for k, v in inference.forward(np.zeros((2, 3, 8, 8), np.float32)).items()}
+    assert shapes == {"main": (2, 5), "aux": (2, 3)}
