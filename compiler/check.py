@@ -383,9 +383,57 @@ def verify(checked: Checked, expect: Expect, path: str):
 
 def check_file(path: str, input_shape: tuple[int, ...] | None = None, verify_expects=True):
     from .expand import expand
-    from .syntax import parse_file
+    from .syntax import SyntaxErrors, parse_file
 
-    return check(expand(parse_file(path), input_shape), verify_expects)
+    try:
+        spec = parse_file(path)
+    except SyntaxErrors as error:
+        found = error.diagnostics + _above(error, path, input_shape)
+        raise SpecError(sorted(found, key=lambda d: (d.loc.line, d.loc.col))) from None
+    return check(expand(spec, input_shape), verify_expects)
+
+
+# what blanking a statement with a syntax error causes elsewhere: not independent errors
+CASCADES = ("is not defined here", "used before it is defined", "never used", "never called")
+CASCADES += ("alone does nothing", "the end of this chain", "has no layers", "has no input")
+
+
+def _without_placeholders(spec):
+    """The repaired spec without the `in` statements that stand for the failed ones."""
+    from .syntax import If, Ref
+
+    def keep(items):
+        kept = []
+        for item in items:
+            if isinstance(item, If):
+                kept.append(replace(item, then=keep(item.then), otherwise=keep(item.otherwise)))
+            elif not (len(item.links) == 1 and item.links[0] == Ref("in", item.links[0].loc)):
+                kept.append(item)
+        return tuple(kept)
+
+    blocks = tuple(replace(b, chains=keep(b.chains)) for b in spec.blocks)
+    return replace(spec, chains=keep(spec.chains), blocks=blocks)
+
+
+def _above(error, path: str, input_shape) -> list:
+    """The errors above the first syntax error (dataflow runs down the file, so they do not
+    depend on it), found in the source with the failed statements blanked out."""
+    from .expand import expand
+    from .syntax import parse
+
+    if error.repaired is None:
+        return []
+    first = min(d.loc.line for d in error.diagnostics if d.loc.line) or 1
+    spec = _without_placeholders(parse(error.repaired, path))
+    try:
+        check(expand(spec, input_shape, unused_ok=True), verify_expects=False)
+    except SpecError as semantic:
+        return [
+            d
+            for d in semantic.diagnostics
+            if 0 < d.loc.line < first and not any(c in d.message for c in CASCADES)
+        ]
+    return []
 
 
 __all__ = ["Checked", "Layer", "check", "check_file", "verify", "Loc"]

@@ -815,9 +815,12 @@ class _Expander:
         return values
 
 
-def expand(spec: Spec, input_shape: tuple[int, ...] | None = None) -> Graph:
+def expand(
+    spec: Spec, input_shape: tuple[int, ...] | None = None, unused_ok: bool = False
+) -> Graph:
     """Inline blocks and repeats, resolve names; raises SpecError with every problem found.
-    `input_shape` replaces the spec's own `input` line."""
+    `input_shape` replaces the spec's own `input` line; `unused_ok` lets tensors and blocks
+    go unused (a spec with statements taken out, to find the errors of the rest)."""
     problems = Problems(spec.path)
     for loc in spec.header_locs:
         problems.add(
@@ -848,7 +851,7 @@ def expand(spec: Spec, input_shape: tuple[int, ...] | None = None) -> Graph:
         output = expander.chains(spec.chains, 0, scope)
     heads = _heads(expander, spec, output, scope)
     _keyword_names(expander, problems)
-    if not problems.found:  # after an error, missing links would look like dead code
+    if not problems.found and not unused_ok:  # after an error, missing links look like dead code
         _dead_code(expander, {index for _, index in heads}, problems)
     problems.raise_if_any()
     return Graph(

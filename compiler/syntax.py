@@ -694,6 +694,77 @@ def decode(data: bytes, path: str) -> str:
     return text
 
 
+MAX_SYNTAX_ERRORS = 20
+
+
+class SyntaxErrors(SpecError):
+    """Every independent syntax error of a file; `repaired` is the source with each failed
+    statement blanked out (lines kept), when that parses, for finding the other errors."""
+
+    def __init__(self, diagnostics: list[Diagnostic], repaired: str | None):
+        super().__init__(diagnostics)
+        self.repaired = repaired
+
+
+def _items(source: str, path: str) -> list:
+    """The parsed statements; after a syntax error the parse starts again with the failed
+    statement blanked out, so that one run reports every independent syntax error."""
+    found: list[Diagnostic] = []
+    text = source
+    for _ in range(MAX_SYNTAX_ERRORS):
+        try:
+            items = _ToAst().transform(_parser().parse(text)).children
+        except lark.exceptions.UnexpectedInput as error:
+            diagnostic = _syntax_diagnostic(error, path, text)
+            token = getattr(error, "token", None)
+            again = any(d.loc == diagnostic.loc for d in found)
+            if not again:
+                found.append(diagnostic)
+            at_end = isinstance(error, lark.exceptions.UnexpectedEOF) or (
+                token is not None and token.type == "$END"
+            )
+            if again or at_end:
+                raise SyntaxErrors(found, None) from None
+            text = _blank_statement(text, diagnostic.loc.line)
+            continue
+        except RecursionError:
+            found.append(Diagnostic("the spec nests too deeply to read", path=path))
+            raise SyntaxErrors(found, None) from None
+        if found:
+            raise SyntaxErrors(found, text)
+        return items
+    raise SyntaxErrors(found, None)
+
+
+def _blank_statement(text: str, line: int) -> str:
+    """The text with the statement on `line` replaced by `in` (a statement that parses anywhere,
+    so a block whose one chain failed still has a body), lines kept: its continuation lines
+    (`->`, `\\`) and any brackets it opens up to where they close; a `}` it closes is kept."""
+    lines = text.split("\n")
+
+    def code(number: int) -> str:
+        return lines[number - 1].split("#")[0]
+
+    first = last = min(max(line, 1), len(lines))
+    while first > 1 and (code(first).lstrip().startswith("->") or code(first - 1).endswith("\\")):
+        first -= 1
+
+    def depth(open_: str, close: str) -> int:
+        return sum(code(n).count(open_) - code(n).count(close) for n in range(first, last + 1))
+
+    while last < len(lines) and (
+        code(last + 1).lstrip().startswith("->")
+        or code(last).rstrip().endswith("\\")
+        or depth("(", ")") > 0
+        or depth("{", "}") > 0
+    ):
+        last += 1
+    opened = sum(code(n).count("{") - code(n).count("}") for n in range(1, first))
+    closes = min(max(0, -depth("{", "}")), max(0, opened))  # a stray `}` goes too
+    blanked = ["in " + "}" * closes] + [""] * (last - first)
+    return "\n".join(lines[: first - 1] + blanked + lines[last:])
+
+
 def parse(source: str, path: str = "<spec>") -> Spec:
     """Parse .cnn text into a Spec, raising SpecError with a located, friendly message."""
     long_number = re.search(rf"\d{{{MAX_DIGITS + 1},}}", source)
@@ -718,13 +789,7 @@ def parse(source: str, path: str = "<spec>") -> Spec:
                 fix="simplify the expression",
             )
         )
-    try:
-        tree = _parser().parse(source)
-        items = _ToAst().transform(tree).children
-    except lark.exceptions.UnexpectedInput as error:
-        raise SpecError(_syntax_diagnostic(error, path, source)) from None
-    except RecursionError:
-        raise SpecError(Diagnostic("the spec nests too deeply to read", path=path)) from None
+    items = _items(source, path)
 
     headers = {"network": [], "input": []}
     blocks, chains, expects, train, outputs = [], [], [], [], []

@@ -329,3 +329,16 @@ def test_a_loss_on_an_unknown_head_is_located():
     assert (diagnostic.loc.line, diagnostic.loc.col) == (8, 8)
     assert "no output `p5` (outputs: p3, p4)" in diagnostic.message
     assert "`output` line" in diagnostic.fix
+
+
+def test_a_shape_error_above_a_syntax_error_is_reported_with_it(tmp_path):
+    path = tmp_path / "t.cnn"
+    path.write_text(
+        "input 1x28x28\nCONV 6@50x5 -> RELU -> a\na -> FC 10 ;\nFC 3 -> -> RELU\n"
+        "block b() { CONV 4@99x99 }\n"  # below the first syntax error: not searched
+    )
+    with pytest.raises(SpecError) as caught:
+        check_file(str(path))
+    found = [(d.loc.line, d.loc.col, d.message.split(";")[0]) for d in caught.value.diagnostics]
+    assert [(line, col) for line, col, _ in found] == [(2, 1), (3, 12), (4, 9)]
+    assert "needs at least 50 rows" in found[0][2]

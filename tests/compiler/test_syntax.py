@@ -319,3 +319,45 @@ def test_parse_file_reads_at_most_the_limit(tmp_path):
     good = tmp_path / "good.cnn"
     good.write_text("input 1x8x8\nFC 3\n")
     assert parse_file(str(good)).path == str(good)
+
+
+# ---- every independent syntax error in one run ---------------------------------------------
+
+
+def syntax_errors(source: str) -> list:
+    with pytest.raises(SpecError) as caught:
+        parse(source, "t.cnn")
+    return caught.value.diagnostics
+
+
+def test_every_independent_syntax_error_is_reported_in_one_run():
+    source = (
+        "input 1x28x28\n"
+        "CONV 6@5x5 -> POOL max 2x2 s2\n"
+        "  -> FC 10 ;\n"  # a statement over two lines: both are skipped
+        "block b(c) {\n"
+        "  in -> CONV c@3x3 RELU\n"  # the block's one chain: the block still parses
+        "}\n"
+        "b(3) -> FC 2 )\n"
+        "ADD(a,\n"
+        "  b) junk(\n"  # brackets left open: skipped to where they close
+        ")\n"
+        "expect params = 3\n"
+    )
+    found = [(d.loc.line, d.loc.col, d.message) for d in syntax_errors(source)]
+    assert [(line, col) for line, col, _ in found] == [(3, 12), (5, 20), (7, 14), (8, 7), (11, 15)]
+    assert "unexpected character ';'" in found[0][2] and "did you forget `->`?" in found[1][2]
+
+
+def test_a_syntax_error_at_the_end_of_the_file_ends_the_search():
+    found = syntax_errors("input 1x8x8\nFC 3 ;\nblock b() {\n  FC 2\n")
+    assert [(d.loc.line, d.message) for d in found] == [
+        (2, "unexpected character ';'"),
+        (3, "this `{` is never closed"),
+    ]
+
+
+def test_the_repaired_source_keeps_every_line():
+    with pytest.raises(syntax.SyntaxErrors) as caught:
+        parse("input 1x8x8\nFC 3 ;\n  -> RELU\nblock b() { FC 2 ) }\nFC 1\n", "t.cnn")
+    assert caught.value.repaired == "input 1x8x8\nin \n\nin \nFC 1\n"
