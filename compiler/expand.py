@@ -372,7 +372,7 @@ class _Expander:
                     )
                     return None
                 attrs[option.name] = option.default
-        return attrs
+        return {option.name: attrs[option.name] for option in kind.options}  # in one order
 
     def word(self, word: str, loc: Loc, kind: LayerKind, assign) -> None:
         for option in kind.options:

@@ -1,7 +1,8 @@
 """fmt: .cnn text -> the same spec in one canonical layout.
 
 The layout is printed from the parsed AST, so spacing, `key=value`, expressions and repeats are
-written one way whatever the source did: one space between a layer's arguments, ` -> ` between
+written one way whatever the source did: a layer's arguments in the order of its registry
+options (`CONV 16@3x3 s2 p1 nobias`), one space between them, ` -> ` between
 links, `, ` between call arguments, expressions without spaces (`4*c@1x1`), a continuation line
 indented two spaces past its statement and starting with `-> `. The header comes first
 (`network`, then `input`), then blocks and chains in the order written, then every `expect`,
@@ -132,7 +133,7 @@ class _Printer:
         if isinstance(node, Ref):
             return node.name
         if isinstance(node, Layer):
-            parts = [node.kind, *map(self.arg, node.args)]
+            parts = [node.kind, *map(self.arg, canonical_args(node))]
             parts += [f"x{node.repeat}"] if node.repeat != 1 else []
             return " ".join(parts)
         if isinstance(node, Call):
@@ -144,7 +145,7 @@ class _Printer:
             return f"{node.block}({args})" + (f" x{node.repeat}" if node.repeat != 1 else "")
         if isinstance(node, Merge):
             inputs = ", ".join(r.name for r in node.inputs)
-            return " ".join([f"{node.kind}({inputs})", *map(self.arg, node.args)])
+            return " ".join([f"{node.kind}({inputs})", *map(self.arg, canonical_args(node))])
         raise TypeError(f"not a link: {node!r}")
 
     # ---- statements -------------------------------------------------------------------------
@@ -389,10 +390,55 @@ def format_source(source: str, path: str = "<spec>") -> str:
     return text
 
 
+def _option_index(kind, arg, last: bool) -> int | None:
+    """Where an argument stands in its kind's registry options (as expand reads it), or None."""
+    names = [o.name for o in kind.options]
+    positional = next((o.name for o in kind.options if o.positional), None)
+    if positional is None and "kernel" in names and "filters" not in names:
+        positional = "kernel"
+    if isinstance(arg, FiltersArg):
+        target = "filters"
+    elif isinstance(arg, KwArg):
+        target = arg.key
+    elif isinstance(arg, Dims):
+        target = "kernel" if "kernel" in names else positional
+    elif isinstance(arg, Ref):
+        word = next((o.name for o in kind.options if arg.name in o.words), None)
+        match = re.fullmatch(r"([a-z]+)([0-9]+(?:x[0-9]+)?|[0-9]*\.[0-9]+)", arg.name)
+        short = match and next((o.name for o in kind.options if o.short == match.group(1)), None)
+        if word or short:
+            target = word or short
+        elif re.fullmatch(r"x[A-Za-z_]\w*", arg.name):
+            return len(names) if last else None  # `xn`, a repeat, stays last
+        else:
+            target = positional  # a parameter's value
+    else:
+        target = positional
+    return names.index(target) if target in names else None
+
+
+def canonical_args(node: Layer | Merge) -> tuple:
+    """A layer's arguments in its registry's option order (`CONV 16@3x3 p1 s2` -> `... s2 p1`);
+    as written when one of them is not an argument of the kind (that is an error to keep)."""
+    from .layers import REGISTRY
+
+    kind = REGISTRY.get(node.kind)
+    if kind is None:
+        return node.args
+    count = len(node.args)
+    places = [_option_index(kind, a, i == count - 1) for i, a in enumerate(node.args)]
+    if None in places:
+        return node.args
+    order = sorted(range(count), key=lambda i: (places[i], i))
+    return tuple(node.args[i] for i in order)
+
+
 def _bare(node):
     """The AST without locations and file text: what a spec means."""
     if isinstance(node, tuple | list):
         return tuple(_bare(item) for item in node)
+    if isinstance(node, Layer | Merge):
+        node = dataclasses.replace(node, args=canonical_args(node))  # the order has no meaning
     if dataclasses.is_dataclass(node) and not isinstance(node, type):
         skip = {"loc", "target_loc", "path", "source", "header_locs", "outputs_loc"}
         return (

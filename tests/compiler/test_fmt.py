@@ -223,3 +223,31 @@ def test_the_output_line_comes_after_the_chains():
     assert format_source(once) == once and meaning(once) == meaning(source)
     assert "-> p4\n\noutput p3, p4  # the heads\n\nexpect p3 == 6x8x8\n" in once
     assert "train {\n  loss p4\n}\n" in once
+
+
+@pytest.mark.parametrize(
+    ("written", "canonical"),
+    [
+        ("CONV 16@3x3 p1 s2", "CONV 16@3x3 s2 p1"),
+        ("CONV nobias g2 p1 16@3x3 d2 s1", "CONV 16@3x3 s1 p1 d2 g2 nobias"),
+        ("CONV dw same 3x3", "CONV 3x3 same dw"),
+        ("POOL s2 2x2 max", "POOL max 2x2 s2"),
+        ("POOL global avg", "POOL avg global"),
+        ("POOL 3 p1 max s2", "POOL max 3 s2 p1"),
+        ("BN momentum=0.2 eps=1e-3", "BN eps=1e-3 momentum=0.2"),
+        ("LRN beta=0.75 3 alpha=1e-4", "LRN 3 alpha=1e-4 beta=0.75"),
+        ("FC nobias 10", "FC 10 nobias"),
+        ("CONV 4@3x3 wobble s2", "CONV 4@3x3 wobble s2"),  # an error: kept as written
+    ],
+)
+def test_a_layers_arguments_follow_the_registry_order(written, canonical):
+    source = f"input 4x16x16\n{written} -> FC 2\n"
+    once = format_source(source)
+    assert once.split("\n")[2] == f"{canonical} -> FC 2"
+    assert format_source(once) == once and meaning(once) == meaning(source)
+
+
+def test_a_repeat_from_a_parameter_stays_last():
+    source = "input 4x16x16\nblock b(n) { CONV p1 4@3x3 xn }\nb(2) -> FC 2\n"
+    once = format_source(source)
+    assert "CONV 4@3x3 p1 xn" in once and meaning(once) == meaning(source)
