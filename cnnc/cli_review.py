@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -163,6 +164,31 @@ def add_report_options(report) -> None:
     report.add_argument(
         "--range", type=_size_range, default=(16, 512), metavar="LOW..HIGH", help="for --sizes"
     )
+    report.add_argument(
+        "--aspect",
+        type=_aspect,
+        metavar="H:W",
+        help="for --sizes: the width follows the height at this ratio (default: the input's)",
+    )
+    report.add_argument(
+        "--width-range",
+        type=_size_range,
+        metavar="LOW..HIGH",
+        help="for --sizes: heights over --range and widths over this, each on its own",
+    )
+
+
+def _aspect(text: str) -> tuple[int, int]:
+    import argparse
+
+    h, _, w = text.partition(":")
+    try:
+        values = int(h), int(w)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a ratio such as 3:4") from None
+    if min(values) < 1 or max(values) > 4096:
+        raise argparse.ArgumentTypeError(f"`{text}`: give H:W with 1 <= H, W <= 4096")
+    return values
 
 
 def cmd_sizes(args) -> int:
@@ -182,6 +208,28 @@ def cmd_sizes(args) -> int:
     if args.input is not None:
         graph = at_input(graph, args.input)
     low, high = args.range
+    channels, h, w = graph.input_shape
+    if args.width_range is not None:
+        heights, widths = report.sizes_per_axis(graph, args.range, args.width_range)
+        if args.format == "json":
+            ranges = {"heights": list(args.range), "widths": list(args.width_range)}
+            print(json.dumps({"channels": channels, "range": ranges, "heights": heights,
+                              "widths": widths}))  # fmt: skip
+        else:
+            ranges = (args.range, args.width_range)
+            print(report.render_axes(heights, widths, ranges, graph.input_shape))
+        return 0
+    gcd = math.gcd(h, w)
+    aspect = args.aspect or (h // gcd, w // gcd)
+    if aspect[0] != aspect[1]:
+        pairs = report.sizes_at_aspect(graph, low, high, aspect)
+        if args.format == "json":
+            sizes = [list(p) for p in pairs]
+            print(json.dumps({"channels": channels, "range": [low, high],
+                              "aspect": list(aspect), "sizes": sizes}))  # fmt: skip
+        else:
+            print(report.render_aspect(pairs, low, high, aspect, graph.input_shape))
+        return 0
     found = report.sizes(graph, low, high)
     if args.format == "json":
         print(json.dumps({"channels": graph.input_shape[0], "range": [low, high], "sizes": found}))

@@ -349,19 +349,74 @@ def sizes(graph, low: int, high: int) -> list[int]:
     return [s for s in range(low, high + 1) if checks_at(graph, (channels, s, s))]
 
 
-def render_sizes(found: list[int], low: int, high: int, current: tuple[int, ...]) -> str:
-    head = f"input sizes {low}..{high} at which the spec checks (channels {current[0]}):"
-    if not found:
-        return f"{head} none"
+def sizes_at_aspect(graph, low: int, high: int, aspect: tuple[int, int]) -> list[tuple]:
+    """Every input height in low..high whose width at aspect H:W is whole, and for which every
+    layer checks, as (height, width)."""
+    from .check import checks_at
+
+    ah, aw = aspect
+    channels = graph.input_shape[0]
+    pairs = [(h, h * aw // ah) for h in range(low, high + 1) if h * aw % ah == 0]
+    return [(h, w) for h, w in pairs if w >= 1 and checks_at(graph, (channels, h, w))]
+
+
+def sizes_per_axis(graph, heights: tuple[int, int], widths: tuple[int, int]):
+    """The heights in one range and the widths in another at which the spec checks, each axis
+    on its own: every layer's window arithmetic runs per axis, so any valid height goes with any
+    valid width. Returns (heights, widths); both empty when no pair checks."""
+    from .check import checks_at
+
+    channels, own_h, own_w = graph.input_shape
+
+    def works(h, w):
+        return checks_at(graph, (channels, h, w))
+
+    hs, ws = range(heights[0], heights[1] + 1), range(widths[0], widths[1] + 1)
+    # a width that works with some height, to scan the heights against, and the other way
+    anchor = next(
+        ((h, w) for h, w in [(own_h, own_w), *((own_h, w) for w in ws)] if works(h, w)), None
+    ) or next(((h, w) for h in hs for w in ws if works(h, w)), None)
+    if anchor is None:
+        return [], []
+    return [h for h in hs if works(h, anchor[1])], [w for w in ws if works(anchor[0], w)]
+
+
+def _runs(found: list[int]) -> str:
     runs, start = [], found[0]
     for previous, size in zip(found, [*found[1:], None], strict=True):
         if size != previous + 1:
             runs.append(f"{start}..{previous}" if previous > start else f"{start}")
             start = size
     step = math.gcd(*found) if len(found) > 1 else 0
-    lines = [head]
     if step > 1 and found == list(range(found[0], found[-1] + 1, step)):
-        lines.append(f"  every multiple of {step} from {found[0]} to {found[-1]}")
-    else:
-        lines.append("  " + ", ".join(runs))
-    return "\n".join(lines)
+        return f"every multiple of {step} from {found[0]} to {found[-1]}"
+    return ", ".join(runs)
+
+
+def render_axes(heights: list[int], widths: list[int], ranges, current) -> str:
+    (hl, hh), (wl, wh) = ranges
+    head = f"input sizes at which the spec checks (channels {current[0]}), each axis on its own:"
+    if not heights or not widths:
+        return f"{head} none in heights {hl}..{hh}, widths {wl}..{wh}"
+    return "\n".join(
+        [head, f"  heights {hl}..{hh}: {_runs(heights)}", f"  widths {wl}..{wh}: {_runs(widths)}"]
+    )
+
+
+def render_aspect(found: list[tuple], low: int, high: int, aspect, current) -> str:
+    head = (
+        f"input sizes at which the spec checks (channels {current[0]}), height {low}..{high}, "
+        f"height:width {aspect[0]}:{aspect[1]}:"
+    )
+    if not found:
+        return f"{head} none"
+    return f"{head}\n  heights {_runs([h for h, _ in found])}\n  " + ", ".join(
+        f"{h}x{w}" for h, w in found
+    )
+
+
+def render_sizes(found: list[int], low: int, high: int, current: tuple[int, ...]) -> str:
+    head = f"input sizes {low}..{high} at which the spec checks (channels {current[0]}):"
+    if not found:
+        return f"{head} none"
+    return f"{head}\n  {_runs(found)}"

@@ -269,3 +269,20 @@ def test_report_sizes_works_when_the_spec_does_not_check(specs, capsys):
     path = specs("odd.cnn", "input 1x30x30\nPOOL max 2x2 -> POOL max 2x2 -> e\nCONCAT(e, e)\n")
     code, out, _ = run(capsys, "report", path, "--sizes", "--range", "16..24", "--format", "json")
     assert code == 0 and json.loads(out)["sizes"] == list(range(16, 25))
+
+
+def test_report_sizes_of_a_non_square_input(specs, capsys):
+    path = specs("wide.cnn", "input 3x48x64\nCONV 8@3x3 p1 -> POOL max 2 -> POOL max 2 -> FC 2\n")
+    code, out, _ = run(capsys, "report", path, "--sizes", "--range", "6..12", "--format", "json")
+    assert code == 0 and json.loads(out)["aspect"] == [3, 4]  # the input's own ratio
+    assert json.loads(out)["sizes"] == [[6, 8], [9, 12], [12, 16]]
+    code, out, _ = run(capsys, "report", path, "--sizes", "--range", "4..6", "--aspect", "1:1")
+    assert code == 0 and out.splitlines()[1] == "  4..6"
+    argv = ["report", path, "--sizes", "--range", "3..6", "--width-range", "4..9"]
+    code, out, _ = run(capsys, *argv, "--format", "json")
+    assert (code, json.loads(out)["heights"], json.loads(out)["widths"]) == (
+        0,
+        [4, 5, 6],
+        [4, 5, 6, 7, 8, 9],
+    )
+    assert run(capsys, "report", path, "--sizes", "--aspect", "3:0")[0] == 2

@@ -248,3 +248,30 @@ def test_every_head_is_in_the_report(train, loss):
 def test_a_single_output_is_listed_as_output():
     built = report.build(check(expand(parse("input 1x4x4\nFC 3", "s.cnn"))))
     assert built["outputs"] == [{"name": "output", "layer": "fc1", "shape": [3], "loss": True}]
+
+
+UNEVEN = (
+    "input 1x16x24\nCONV 4@3x3 p1 -> e1\ne1 -> POOL max 2 -> POOL max 2 -> UPSAMPLE 4 -> u\n"
+    "CONCAT(u, e1) -> CONV 2@3x5\n"
+)
+
+
+def test_sizes_at_a_fixed_aspect_keep_the_width_whole():
+    graph = expand(parse(UNEVEN, "u.cnn"))
+    found = report.sizes_at_aspect(graph, 8, 40, (2, 3))
+    assert found == [(h, h * 3 // 2) for h in range(8, 41, 8)]  # 4 divides both, w = 1.5 h
+    text = report.render_aspect(found, 8, 40, (2, 3), graph.input_shape)
+    assert "height:width 2:3" in text and "8x12, 16x24, 24x36, 32x48, 40x60" in text
+
+
+def test_sizes_per_axis_go_together():
+    from cnnc.compiler.check import checks_at
+
+    graph = expand(parse(UNEVEN, "u.cnn"))
+    heights, widths = report.sizes_per_axis(graph, (4, 30), (5, 30))
+    assert heights == list(range(4, 31, 4)) and widths == list(range(8, 31, 4))
+    assert all(checks_at(graph, (1, h, w)) for h in heights for w in widths)
+    assert not checks_at(graph, (1, 6, 8)) and not checks_at(graph, (1, 8, 6))
+    text = report.render_axes(heights, widths, ((4, 30), (5, 30)), graph.input_shape)
+    assert "heights 4..30: every multiple of 4 from 4 to 28" in text
+    assert report.sizes_per_axis(graph, (5, 7), (5, 7)) == ([], [])
