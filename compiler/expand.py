@@ -1,5 +1,6 @@
 """expand: Spec -> Graph. Blocks and repeats are inlined, names resolved, layer arguments
-interpreted by their registry entries. Nothing here knows a shape."""
+interpreted by their registry entries, `if` branches chosen. Shapes are worked out only where a
+block reads one (`in.c`), by checking the layers built so far with check.py's rule."""
 
 from __future__ import annotations
 
