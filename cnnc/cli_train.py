@@ -12,6 +12,7 @@ from cnnc.compiler.files import load
 
 
 def cmd_train(args) -> int:
+    from cnnc.compiler.check import require_loss_head
     from cnnc.compiler.training import train_config
     from cnnc.runtime import checkpoint
     from cnnc.runtime.dataset import limit
@@ -19,6 +20,7 @@ def cmd_train(args) -> int:
     from cnnc.runtime.train import TrainConfig, Trainer
 
     checked = load(args.spec, verify_expects=False)  # the one parse and check of this command
+    require_loss_head(checked)  # several heads: the train section names the one the loss reads
     settings = train_config(checked.graph.train, args.spec)
     overrides = {
         "epochs": args.epochs,

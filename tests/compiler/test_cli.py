@@ -286,3 +286,13 @@ def test_report_sizes_of_a_non_square_input(specs, capsys):
         [4, 5, 6, 7, 8, 9],
     )
     assert run(capsys, "report", path, "--sizes", "--aspect", "3:0")[0] == 2
+
+
+def test_train_with_several_heads_and_no_loss_named_stops_before_any_work(specs, capsys, tmp_path):
+    path = specs(
+        "heads.cnn",
+        "input 1x8x8\nCONV 4@3x3 -> t\nt -> FC 3 -> a\nt -> FC 2 -> b\noutput a, b\n",
+    )
+    code, _, err = run(capsys, "train", path, "--out", str(tmp_path / "run"))
+    assert code == 1 and ":5:1: error: the network has 2 outputs (a, b)" in err
+    assert "`loss a`" in err and not (tmp_path / "run").exists()
