@@ -216,8 +216,28 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"`{text}` is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"`{text}` must be positive")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"`{text}` must be a positive finite number")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"`{text}` is out of range: give 0 or more")
+    return value
+
+
+def _momentum(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a number") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"`{text}` is out of range: momentum is in [0, 1)")
     return value
 
 
@@ -276,9 +296,9 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=_positive_float)
     train.add_argument("--schedule", choices=("constant", "step", "cosine"))
     train.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
-    train.add_argument("--momentum", type=float)
+    train.add_argument("--momentum", type=_momentum, help="in [0, 1)")
     train.add_argument("--nesterov", action="store_true", default=None)
-    train.add_argument("--weight-decay", type=float)
+    train.add_argument("--weight-decay", type=_non_negative, help="0 or more")
     train.add_argument("--seed", type=_seed)
     train.add_argument("--validation", type=_fraction, help="fraction held out (default 0)")
     train.add_argument("--limit", type=positive_int, help="train on the first N samples only")

@@ -115,3 +115,34 @@ def test_a_fifo_as_data_is_refused(tmp_path):
     os.mkfifo(tmp_path / "image.png")
     with pytest.raises(DataError, match="not a regular file"):
         load_image(tmp_path / "image.png", (1, 28, 28))
+
+
+@pytest.mark.parametrize(
+    "option, value, expected",
+    [
+        ("--momentum", "-5", "momentum is in [0, 1)"),
+        ("--momentum", "1", "momentum is in [0, 1)"),
+        ("--momentum", "nan", "momentum is in [0, 1)"),
+        ("--weight-decay", "-1", "give 0 or more"),
+        ("--weight-decay", "inf", "give 0 or more"),
+        ("--lr", "1e999", "positive finite number"),
+    ],
+)
+def test_optimizer_options_out_of_range_are_refused_with_the_range(capsys, option, value, expected):
+    from cnnc.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "specs/lenet5.cnn", option, value])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: `{value}`" in err and expected in err and "Traceback" not in err
+
+
+def test_momentum_of_one_or_more_in_a_train_section_is_located(tmp_path, capsys):
+    from cnnc.cli import main
+
+    spec = tmp_path / "m.cnn"
+    spec.write_text("input 4\nFC 3\ntrain {\n  optimizer sgd momentum=1.5\n}\n")
+    assert main(["train", str(spec), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert f"{spec}:4:" in err and "`momentum` is a decay rate in [0, 1), not 1.5" in err
