@@ -24,6 +24,7 @@ from . import checkpoint
 from .batches import batch_count, compute_normalization, iter_batches, split_validation
 from .dataset import Dataset, check_input_shape, check_num_classes
 from .errors import TrainingError
+from .metrics import read_metrics
 from .network import InputError, Network
 from .optim import Optimizer, OptimizerConfig
 
@@ -333,7 +334,10 @@ class Trainer:
 
     def _plot(self, metrics_path: Path) -> None:
         try:
-            plot_curves(metrics_path, self.out / "curves.png")
+            notes = plot_curves(metrics_path, self.out / "curves.png")
+            if not self.quiet:
+                for note in notes:
+                    self.log(note)
         except ImportError:
             if not self.quiet:
                 self.log("(install matplotlib, `pip install cnnc[plot]`, for curves.png)")
@@ -353,19 +357,22 @@ def evaluate(network: Network, dataset: Dataset, norm, batch: int):
     return loss_sum / total, float(np.trace(confusion)) / total, confusion
 
 
-def plot_curves(metrics_path: Path, png_path: Path) -> None:
+def plot_curves(metrics_path: Path, png_path: Path) -> list[str]:
+    """Draw the loss and accuracy curves; returns a note per metrics line it had to skip."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
+    records, notes = read_metrics(metrics_path)
     epochs = [r["epoch"] for r in records]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for key, axis in (("loss", left), ("acc", right)):
         axis.plot(epochs, [r[f"train_{key}"] for r in records], "o-", label="train")
-        if records and f"val_{key}" in records[0]:
-            axis.plot(epochs, [r[f"val_{key}"] for r in records], "o-", label="validation")
+        held = [r for r in records if isinstance(r.get(f"val_{key}"), int | float)]
+        if held:
+            axis.plot([r["epoch"] for r in held], [r[f"val_{key}"] for r in held], "o-",
+                      label="validation")  # fmt: skip
         axis.set_xlabel("epoch")
         axis.set_ylabel({"loss": "cross-entropy", "acc": "accuracy"}[key])
         axis.grid(alpha=0.3)
@@ -375,3 +382,4 @@ def plot_curves(metrics_path: Path, png_path: Path) -> None:
     figure.savefig(temporary, dpi=100)
     plt.close(figure)
     temporary.replace(png_path)
+    return notes
