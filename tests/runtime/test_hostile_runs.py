@@ -3,6 +3,7 @@ per channel, a run interrupted in an epoch's last batch resuming, pipes refused 
 
 import os
 import signal
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -202,3 +203,28 @@ def test_bad_max_memory_is_a_usage_error(capsys, text):
         main(["train", "specs/lenet5.cnn", "--max-memory", text])
     assert exited.value.code == 2
     assert "argument --max-memory" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_the_data_loads_exits_130_and_writes_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import os, signal, sys, time\n"
+        "import cnnc.runtime.readers as readers\n"
+        "def slow(*args, **kwargs):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, mid-read\n"
+        "    time.sleep(30)\n"
+        "readers.read_npz = slow\n"
+        "import cnnc.runtime.sources as sources\n"
+        "sources.read_npz = slow\n"
+        "from cnnc.cli import main\n"
+        f"sys.exit(main(['train', 'specs/lenet5.cnn', '--out', {str(tmp_path / 'run')!r}]))\n"
+    )
+    root = Path(__file__).parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=root
+    )
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == "cnnc: interrupted\n"
+    assert list(tmp_path.iterdir()) == []
