@@ -23,7 +23,7 @@ from cnnc.compiler.training import TrainConfig
 from . import checkpoint
 from .batches import batch_count, compute_normalization, iter_batches, split_validation
 from .dataset import Dataset, check_input_shape, check_num_classes
-from .errors import TrainingError
+from .errors import DataError, TrainingError
 from .metrics import read_metrics
 from .network import InputError, Network
 from .optim import Optimizer, OptimizerConfig
@@ -346,6 +346,12 @@ class Trainer:
 def evaluate(network: Network, dataset: Dataset, norm, batch: int):
     """(mean loss, accuracy, confusion matrix[true, predicted]) over a dataset."""
     classes = network.classes
+    top = int(dataset.y.max())
+    if top >= classes:
+        raise DataError(
+            f"{dataset.name}: labels go up to {top} but the network has {classes} outputs; "
+            "evaluate on data with the classes it was trained on"
+        )
     confusion = np.zeros((classes, classes), np.int64)
     loss_sum = 0.0
     for x, y in iter_batches(dataset, batch, norm=norm):

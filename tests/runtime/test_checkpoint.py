@@ -559,3 +559,15 @@ def test_a_full_disk_or_read_only_folder_keeps_the_previous_checkpoint(
     assert message.endswith("the previous checkpoint is intact")
     monkeypatch.undo()
     assert path.read_bytes() == old and os.listdir(tmp_path) == [checkpoint.FILENAME]
+
+
+def test_eval_on_data_with_more_classes_than_outputs_is_a_data_error(tmp_path, capsys):
+    spec = write_spec(tmp_path)
+    save_run(tmp_path / "run", spec, config())
+    data = tmp_path / "six.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.integers(0, 256, (12, 8, 8), dtype=np.uint8), y=np.arange(12) % 6)
+    assert main(["eval", spec, "--weights", str(tmp_path / "run"), "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert err == "cnnc: error: six: labels go up to 5 but the network has 3 outputs; evaluate " \
+        "on data with the classes it was trained on\n"  # fmt: skip
