@@ -12,6 +12,7 @@ flipped byte is reported rather than trained on.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -67,10 +68,8 @@ def save(path: str | Path, tensors: dict[str, np.ndarray], meta: dict) -> None:
         kept = "the previous checkpoint is intact" if path.is_file() else "nothing was saved"
         raise CheckpointError(f"{path}: cannot save the checkpoint ({reason}); {kept}") from None
     finally:
-        try:
+        with contextlib.suppress(OSError):  # never created (a read-only folder), or gone
             temporary.unlink()
-        except OSError:  # never created (a read-only folder), or removed already
-            pass
 
 
 def load(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
@@ -118,12 +117,13 @@ def meta_schema() -> dict:
     config = schema["properties"]["config"]["properties"]
     for field in fields(TrainConfig):
         if field.name not in config:
-            kind = type(field.default)
+            kind = type(field.default)  # a default of another type (None, a tuple): any value
             config[field.name] = {
                 bool: {"type": "boolean"},
                 int: {"type": "integer"},
                 float: {"type": "number"},
-            }.get(kind, {"type": "string"})
+                str: {"type": "string"},
+            }.get(kind, {})
     for name in list(config):
         if name not in {f.name for f in fields(TrainConfig)}:
             del config[name]
