@@ -164,18 +164,20 @@ def _check_tensors(tensors: dict[str, np.ndarray], metadata: dict, path: Path) -
             )
 
 
-def check_fits(meta: dict, channels: int, classes: int, path) -> None:
-    """The parts of valid metadata that must agree with the network they are loaded into."""
+def check_fits(meta: dict, channels: int, output_shape: tuple[int, ...], path) -> None:
+    """The parts of valid metadata that must agree with the network they are loaded into: one
+    normalization value per input channel, a class name per output (or per output channel, for
+    a network that classifies every pixel)."""
     for key in ("mean", "std"):
         if len(meta["normalization"][key]) != channels:
             raise CheckpointError(
                 f"{path}: its normalization `{key}` has {len(meta['normalization'][key])} "
                 f"values but the spec's input has {channels} channels"
             )
-    names = meta["classes"]
-    if names and len(names) != classes:
+    names, outputs = meta["classes"], math.prod(output_shape)
+    if names and len(names) not in (outputs, output_shape[0]):
         raise CheckpointError(
-            f"{path}: it names {len(names)} classes but the network has {classes} outputs"
+            f"{path}: it names {len(names)} classes but the network has {outputs} outputs"
         )
 
 

@@ -109,7 +109,8 @@ def load_weights(network: Network, path) -> dict:
         network.load_state_dict(weights)
     except ValueError as error:
         raise checkpoint.CheckpointError(f"{path}: {error}") from None
-    checkpoint.check_fits(meta, network.plan.input_shape[0], network.classes, path)
+    plan = network.plan
+    checkpoint.check_fits(meta, plan.input_shape[0], plan.tensors[plan.logits].shape, path)
     return meta
 
 

@@ -154,7 +154,7 @@ def test_damaged_checkpoint_metadata_is_a_checkpoint_error(tmp_path, data):
     except CheckpointError as error:
         assert str(error).startswith(f"{path}: ")
         return
-    checkpoint.check_fits(loaded, 1, 2, path) if loaded["classes"] else None
+    checkpoint.check_fits(loaded, 1, (2,), path) if loaded["classes"] else None
 
 
 def _npz(x, y) -> bytes:
