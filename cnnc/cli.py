@@ -19,8 +19,8 @@ from cnnc.compiler import reference
 from cnnc.compiler.errors import Diagnostic, SpecError
 from cnnc.compiler.files import UsageError, load, load_one, read_source, spec_files, write_atomic
 from cnnc.compiler.files import shape_arg as _shape_arg
-from cnnc.runtime import show
-from cnnc.runtime.errors import CheckpointError, DataError, TrainingError
+from cnnc.runtime import memory, show
+from cnnc.runtime.errors import CheckpointError, DataError, ResourceError, TrainingError
 
 from . import cli_draw, cli_review, cli_train
 
@@ -30,6 +30,7 @@ EXIT_CODES: dict[type[BaseException], int] = {
     UsageError: 2,  # a bad command line, an unreadable or unwritable file
     DataError: 2,
     CheckpointError: 2,
+    ResourceError: 2,  # a plan larger than memory or --max-memory
     KeyboardInterrupt: 130,
     BrokenPipeError: 0,  # output piped into `head`: not a failure
 }
@@ -58,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     with escaped_output():  # names, paths and source lines from files may hold escape codes
         args = parser().parse_args(argv)
         try:
-            return args.run(args)
+            with memory.bounded(getattr(args, "max_memory", None)):
+                return args.run(args)
         except tuple(EXIT_CODES) as error:
             message = _message(error)
             if message is not None:
@@ -219,9 +221,45 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"`{text}` is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"`{text}` must be positive")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"`{text}` must be a positive finite number")
     return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"`{text}` is out of range: give 0 or more")
+    return value
+
+
+def _momentum(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a number") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"`{text}` is out of range: momentum is in [0, 1)")
+    return value
+
+
+def _size(text: str) -> int:
+    try:
+        return memory.parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _add_max_memory(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--max-memory",
+        type=_size,
+        metavar="SIZE",
+        help="refuse plans needing more (e.g. 4G; default: the memory available)",
+    )
 
 
 def _fraction(text: str) -> float:
@@ -279,9 +317,9 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=_positive_float)
     train.add_argument("--schedule", choices=("constant", "step", "cosine"))
     train.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
-    train.add_argument("--momentum", type=float)
+    train.add_argument("--momentum", type=_momentum, help="in [0, 1)")
     train.add_argument("--nesterov", action="store_true", default=None)
-    train.add_argument("--weight-decay", type=float)
+    train.add_argument("--weight-decay", type=_non_negative, help="0 or more")
     train.add_argument("--seed", type=_seed)
     train.add_argument("--validation", type=_fraction, help="fraction held out (default 0)")
     train.add_argument("--limit", type=positive_int, help="train on the first N samples only")
@@ -291,6 +329,7 @@ def parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace the run already in the run folder"
     )
     train.add_argument("--quiet", action="store_true")
+    _add_max_memory(train)
     train.set_defaults(run=cli_train.cmd_train)
 
     evaluate = sub.add_parser("eval", help="accuracy, per-class accuracy and confusion matrix")
@@ -299,6 +338,7 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", default=None)
     evaluate.add_argument("--batch", type=positive_int, default=256)
     evaluate.add_argument("--format", choices=("text", "json"), default="text")
+    _add_max_memory(evaluate)
     evaluate.set_defaults(run=cli_train.cmd_eval)
 
     predict = sub.add_parser("predict", help="top-k classes for images")
@@ -306,6 +346,7 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+")
     predict.add_argument("--weights", required=True)
     predict.add_argument("--top", type=positive_int, default=3)
+    _add_max_memory(predict)
     predict.set_defaults(run=cli_train.cmd_predict)
     cli_review.add_commands(sub, _shape_arg)
 

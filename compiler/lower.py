@@ -10,6 +10,7 @@ Slots are placed greedily, largest first, at the lowest offset free for their wh
 from __future__ import annotations
 
 import os
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 from . import abi
@@ -139,18 +140,84 @@ class Plan:
         }
 
 
+class _Occupied:
+    """A union of offset ranges [low, high), kept merged and sorted."""
+
+    __slots__ = ("lows", "highs")
+
+    def __init__(self):
+        self.lows: list[int] = []
+        self.highs: list[int] = []
+
+    def add(self, low: int, high: int) -> None:
+        first = bisect_left(self.highs, low)  # ranges that touch [low, high) merge into it
+        last = bisect_right(self.lows, high)
+        if first < last:
+            low, high = min(low, self.lows[first]), max(high, self.highs[last - 1])
+        self.lows[first:last] = [low]
+        self.highs[first:last] = [high]
+
+    def clash(self, offset: int, size: int) -> int | None:
+        """The end of a range overlapping [offset, offset + size), if any."""
+        i = bisect_right(self.highs, offset)
+        if i < len(self.lows) and self.lows[i] < offset + size:
+            return self.highs[i]
+        return None
+
+
 def _place(intervals: list[tuple[int, int, int, object]]) -> tuple[dict, int]:
-    """Greedy offset assignment: (start, end, size, key) -> {key: offset}, arena size."""
-    placed: list[tuple[int, int, int, int]] = []  # start, end, offset, size
+    """Greedy offset assignment: (start, end, size, key) -> {key: offset}, arena size. Largest
+    first, each block takes the lowest offset free over its whole lifetime (start..end inclusive).
+
+    Which placed blocks meet a lifetime in time is found with a segment tree over time: a block
+    is recorded at the O(log T) nodes that tile its lifetime (`exact`) and in the union of every
+    node above them (`below`). A block meets a lifetime if it is recorded below one of the
+    lifetime's nodes or exactly at one of their ancestors. Merged unions keep a node's ranges few
+    although training keeps most tensors live, so placement is O(n log^2 n) in practice."""
+    if not intervals:
+        return {}, 0
+    leaves = 1 << max(iv[1] for iv in intervals).bit_length()
+    exact: dict[int, _Occupied] = {}
+    below: dict[int, _Occupied] = {}
+
+    def tiles(start: int, end: int) -> list[int]:
+        nodes, low, high = [], start + leaves, end + leaves + 1
+        while low < high:
+            if low & 1:
+                nodes.append(low)
+                low += 1
+            if high & 1:
+                high -= 1
+                nodes.append(high)
+            low, high = low >> 1, high >> 1
+        return nodes
+
+    def ancestors(nodes: list[int]) -> set[int]:
+        found = set()
+        for node in nodes:
+            node >>= 1
+            while node and node not in found:
+                found.add(node)
+                node >>= 1
+        return found
+
     offsets, arena = {}, 0
     for start, end, size, key in sorted(intervals, key=lambda i: (-i[2], i[0])):
-        busy = sorted((o, o + s) for (a, b, o, s) in placed if a <= end and start <= b)
-        offset = 0
-        for low, high in busy:
-            if offset + size <= low:
-                break
-            offset = max(offset, high)
-        placed.append((start, end, offset, size))
+        nodes = tiles(start, end)
+        above = ancestors(nodes)
+        unions = [below[n] for n in nodes if n in below]
+        unions += [exact[n] for n in above if n in exact]
+        offset, moved = 0, True
+        while moved:
+            moved = False
+            for union in unions:
+                high = union.clash(offset, size)
+                if high is not None:
+                    offset, moved = high, True
+        for node in nodes:
+            exact.setdefault(node, _Occupied()).add(offset, offset + size)
+        for node in (*nodes, *above):
+            below.setdefault(node, _Occupied()).add(offset, offset + size)
         offsets[key] = offset
         arena = max(arena, offset + size)
     return offsets, arena

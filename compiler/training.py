@@ -76,7 +76,7 @@ def _number(key: str, value, problems: Problems, loc):
     if isinstance(value, float) and not math.isfinite(value):
         problems.add(f"train: `{key}` must be a finite number", loc)
         return None
-    if key in ("beta1", "beta2") and not 0 <= value < 1:
+    if key in ("beta1", "beta2", "momentum") and not 0 <= value < 1:
         problems.add(f"train: `{key}` is a decay rate in [0, 1), not {value}", loc)
         return None
     return value

@@ -12,3 +12,8 @@ class CheckpointError(Exception):
 
 class TrainingError(Exception):
     """Training cannot go on (NaN, a spec/data mismatch); the message says why and where."""
+
+
+class ResourceError(Exception):
+    """What a command needs is more than the machine (or ``--max-memory``) allows; the message
+    says how much it needs and what would fit."""

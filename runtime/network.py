@@ -16,7 +16,7 @@ import numpy as np
 from cnnc.compiler.check import Checked, check_file, require_loss_head
 from cnnc.compiler.lower import Plan, lower
 
-from . import executor
+from . import executor, memory
 from .kernels.loss import count_correct, softmax_cross_entropy
 
 
@@ -33,6 +33,7 @@ class Network:
         self.checked, self.batch, self.training = checked, batch, training
         self.plan: Plan = lower(checked, training=training)
         plan = self.plan
+        memory.check_plan(plan, batch, numba.get_num_threads())  # refused, not died allocating
         self.rows = np.ascontiguousarray([s.row for s in plan.steps], dtype=np.int64)
         self.frows = np.ascontiguousarray([s.frow for s in plan.steps], dtype=np.float64)
         self.executor = executor.for_plan(plan)  # compiled for the kinds this plan uses

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .dataset import DataError, Dataset, shape_text
+from .memory import available_bytes, size_text
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -112,13 +113,25 @@ def _as_labels(arr: np.ndarray, where: str) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def _default_classes(*ys: np.ndarray | None) -> tuple[str, ...]:
+MAX_CLASSES = 100_000  # a label above this is a damaged file, not a class index
+
+
+def _top_label(ys: Sequence[np.ndarray | None], where: str) -> int:
     top = max(int(y.max()) for y in ys if y is not None and len(y))
-    return tuple(str(i) for i in range(top + 1))
+    if top >= MAX_CLASSES:
+        raise DataError(
+            f"{where}: labels go up to {top}; labels are class indices 0..{MAX_CLASSES - 1} "
+            "(is the label array damaged, or not labels at all?)"
+        )
+    return top
+
+
+def _default_classes(*ys: np.ndarray | None, where: str = "labels") -> tuple[str, ...]:
+    return tuple(str(i) for i in range(_top_label(ys, where) + 1))
 
 
 def _check_classes(classes: tuple[str, ...], ys: Sequence[np.ndarray | None], where: str) -> None:
-    top = max(int(y.max()) for y in ys if y is not None and len(y))
+    top = _top_label(ys, where)
     if top >= len(classes):
         raise DataError(
             f"{where}: labels go up to {top} but only {len(classes)} class names are given"
@@ -137,27 +150,14 @@ IDX_NAME = re.compile(
 
 
 def _read_bytes(path: Path) -> bytes:
-    """A file's bytes, gunzipped when it starts with the gzip magic."""
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
-            raise DataError(f"{path}: corrupt or truncated gzip data ({e})") from None
-    return raw
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """One IDX file (gzip or raw, told apart by magic bytes) as a native-endian array.
-
-    Checks the magic (two zero bytes, a dtype code, the number of dimensions), the dtype code,
-    the dimensions and that the file length is exactly header + data.
-    """
-    path = Path(path)
-    raw = _read_bytes(path)
+def _idx_header(path: Path, raw: bytes) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(dims, dtype, header bytes) from an IDX file's first bytes, all checked."""
     if len(raw) < 4:
         raise DataError(f"{path}: too short for an IDX file ({len(raw)} bytes)")
     if raw[0] != 0 or raw[1] != 0:
@@ -178,6 +178,54 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise DataError(f"{path}: truncated IDX header ({len(raw)} of {header} bytes)")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     dtype = np.dtype(_IDX_DTYPES[code])
+    declared = header + math.prod(dims) * dtype.itemsize
+    room = available_bytes()
+    if room is not None and declared > room:
+        raise DataError(
+            f"{path}: its IDX header declares dims {'x'.join(map(str, dims))} of {dtype.name}, "
+            f"{size_text(declared)}, more than the {size_text(room)} of memory available"
+        )
+    return dims, dtype, header
+
+
+def _idx_bytes(path: Path) -> bytes:
+    """An IDX file's bytes, gunzipped when it starts with the gzip magic; a gzip stream is
+    decompressed no further than its IDX header says the data goes (a small file that expands
+    without end is refused, not decompressed)."""
+    raw = _read_bytes(path)
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        head = inflate.decompress(raw, 4 + 4 * 255)
+        if len(head) < 4 + 4 * 255 and not inflate.eof:
+            raise DataError(f"{path}: corrupt or truncated gzip data (it ends inside the header)")
+        dims, dtype, header = _idx_header(path, head)
+        declared = header + math.prod(dims) * dtype.itemsize
+        body = inflate.decompress(inflate.unconsumed_tail, max(declared - len(head), 0) + 1)
+        data = head + body
+        if len(data) > declared or inflate.unused_data:
+            raise DataError(
+                f"{path}: IDX file is longer than its header says: dims "
+                f"{'x'.join(map(str, dims))} of {dtype.name} need {declared} bytes, the gzip "
+                "stream holds more"
+            )
+        if not inflate.eof:
+            raise DataError(f"{path}: corrupt or truncated gzip data (the stream does not end)")
+    except zlib.error as e:
+        raise DataError(f"{path}: corrupt or truncated gzip data ({e})") from None
+    return data
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """One IDX file (gzip or raw, told apart by magic bytes) as a native-endian array.
+
+    Checks the magic (two zero bytes, a dtype code, the number of dimensions), the dtype code,
+    the dimensions and that the file length is exactly header + data.
+    """
+    path = Path(path)
+    raw = _idx_bytes(path)
+    dims, dtype, header = _idx_header(path, raw)
     count = math.prod(dims)
     expected = header + count * dtype.itemsize
     if len(raw) != expected:
@@ -242,18 +290,27 @@ def _idx_classes(folder: Path, prefix: str, ys: Sequence[np.ndarray | None]) -> 
     if mapping.is_file():
         names: dict[int, str] = {}
         try:
-            for line in mapping.read_text().split("\n"):
-                if line.strip():
-                    label, code = line.split()[:2]
-                    names[int(label)] = chr(int(code))
-        except (ValueError, OSError) as e:
-            raise DataError(f"{mapping}: expected lines '<label> <character code>' ({e})") from None
-        top = max([*names, *(int(y.max()) for y in ys if y is not None)])
+            lines = mapping.read_text(encoding="utf-8").split("\n")
+        except (OSError, UnicodeDecodeError) as e:
+            raise DataError(f"{mapping}: cannot read as UTF-8 text ({e})") from None
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            fields = line.split()
+            label = int(fields[0]) if len(fields) >= 2 and fields[0].isdigit() else -1
+            code = int(fields[1]) if len(fields) >= 2 and fields[1].isdigit() else -1
+            if not (0 <= label < MAX_CLASSES and 0 <= code <= 0x10FFFF):
+                raise DataError(
+                    f"{mapping}:{number}: expected '<label> <character code>' with a label "
+                    f"0..{MAX_CLASSES - 1} and a code 0..{0x10FFFF}, got {line.strip()[:60]!r}"
+                )
+            names[label] = chr(code)
+        top = max([*names, _top_label(ys, str(folder))])
         return tuple(names.get(i, str(i)) for i in range(top + 1))
     hint = f"{folder.name} {prefix}".lower()
     if "fashion" in hint:
         return FASHION_MNIST_CLASSES
-    return _default_classes(*ys)
+    return _default_classes(*ys, where=str(folder))
 
 
 def read_idx_folder(
@@ -363,6 +420,48 @@ def _looks_like_idx(path: Path) -> bool:
 # .npz
 
 
+def _npz_member(archive, key: str, path: Path) -> np.ndarray:
+    """One array of an open archive; its .npy header is read first, so a member that is not
+    .npy, holds objects, or declares more than memory holds is refused before it is read."""
+    member = f"{key}.npy"
+    if member not in archive.zip.namelist():
+        raise DataError(f"{path}: its member `{key}` is not a .npy array")
+    with archive.zip.open(member) as handle:
+        try:
+            version = np.lib.format.read_magic(handle)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(handle)
+        except (ValueError, OSError, EOFError, zlib.error) as e:
+            raise DataError(f"{path}[{key}]: not a readable .npy array ({e})") from None
+    if dtype.hasobject:
+        raise DataError(
+            f"{path}[{key}]: holds Python objects (pickled), which cnnc never loads; store plain "
+            "numeric arrays (strings as a fixed-width string array)"
+        )
+    size, room = math.prod(shape) * dtype.itemsize, available_bytes()
+    if room is not None and size > room:
+        raise DataError(
+            f"{path}[{key}]: declares shape {tuple(shape)} of {dtype}, {size_text(size)}, more "
+            f"than the {size_text(room)} of memory available"
+        )
+    return archive[key]
+
+
+def _class_name(value, index: int, path: Path) -> str:
+    if not isinstance(value, bytes):
+        return str(value)
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(
+            f"{path}[classes]: class name {index} is not UTF-8 text ({value[:40]!r})"
+        ) from None
+
+
 def read_npz(path: str | os.PathLike, *, name: str | None = None) -> Dataset:
     """An ``.npz`` archive (never unpickled) with arrays ``x`` and ``y`` (or ``x_train`` and
     ``y_train``), optionally ``x_test``/``y_test`` and a string array ``classes``."""
@@ -389,7 +488,11 @@ def read_npz(path: str | os.PathLike, *, name: str | None = None) -> Dataset:
                 )
             if ("x_test" in keys) != ("y_test" in keys):
                 raise DataError(f"{path}: x_test and y_test must be stored together")
-            arrays = {k: f[k] for k in (xk, yk, "x_test", "y_test", "classes") if k in keys}
+            arrays = {
+                k: _npz_member(f, k, path)
+                for k in (xk, yk, "x_test", "y_test", "classes")
+                if k in keys
+            }
     except DataError:
         raise
     except FileNotFoundError:
@@ -420,8 +523,8 @@ def read_npz(path: str | os.PathLike, *, name: str | None = None) -> Dataset:
         c = arrays["classes"]
         if c.ndim != 1 or c.dtype.kind not in "US":
             raise DataError(f"{path}: classes must be a 1-D string array, got {c.dtype} {c.shape}")
-        classes = tuple(s.decode() if isinstance(s, bytes) else str(s) for s in c.tolist())
+        classes = tuple(_class_name(s, i, path) for i, s in enumerate(c.tolist()))
         _check_classes(classes, (y, y_test), str(path))
     else:
-        classes = _default_classes(y, y_test)
+        classes = _default_classes(y, y_test, where=str(path))
     return Dataset(x, y, classes, name or path.stem, x_test, y_test)

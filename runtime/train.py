@@ -23,7 +23,8 @@ from cnnc.compiler.training import TrainConfig
 from . import checkpoint
 from .batches import batch_count, compute_normalization, iter_batches, split_validation
 from .dataset import Dataset, check_input_shape, check_num_classes
-from .errors import TrainingError
+from .errors import DataError, TrainingError
+from .metrics import read_metrics
 from .network import InputError, Network
 from .optim import Optimizer, OptimizerConfig
 
@@ -108,6 +109,8 @@ def load_weights(network: Network, path) -> dict:
         network.load_state_dict(weights)
     except ValueError as error:
         raise checkpoint.CheckpointError(f"{path}: {error}") from None
+    plan = network.plan
+    checkpoint.check_fits(meta, plan.input_shape[0], plan.tensors[plan.logits].shape, path)
     return meta
 
 
@@ -332,7 +335,10 @@ class Trainer:
 
     def _plot(self, metrics_path: Path) -> None:
         try:
-            plot_curves(metrics_path, self.out / "curves.png")
+            notes = plot_curves(metrics_path, self.out / "curves.png")
+            if not self.quiet:
+                for note in notes:
+                    self.log(note)
         except ImportError:
             if not self.quiet:
                 self.log("(install matplotlib, `pip install cnnc[plot]`, for curves.png)")
@@ -341,6 +347,12 @@ class Trainer:
 def evaluate(network: Network, dataset: Dataset, norm, batch: int):
     """(mean loss, accuracy, confusion matrix[true, predicted]) over a dataset."""
     classes = network.classes
+    top = int(dataset.y.max())
+    if top >= classes:
+        raise DataError(
+            f"{dataset.name}: labels go up to {top} but the network has {classes} outputs; "
+            "evaluate on data with the classes it was trained on"
+        )
     confusion = np.zeros((classes, classes), np.int64)
     loss_sum = 0.0
     for x, y in iter_batches(dataset, batch, norm=norm):
@@ -352,19 +364,22 @@ def evaluate(network: Network, dataset: Dataset, norm, batch: int):
     return loss_sum / total, float(np.trace(confusion)) / total, confusion
 
 
-def plot_curves(metrics_path: Path, png_path: Path) -> None:
+def plot_curves(metrics_path: Path, png_path: Path) -> list[str]:
+    """Draw the loss and accuracy curves; returns a note per metrics line it had to skip."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
+    records, notes = read_metrics(metrics_path)
     epochs = [r["epoch"] for r in records]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for key, axis in (("loss", left), ("acc", right)):
         axis.plot(epochs, [r[f"train_{key}"] for r in records], "o-", label="train")
-        if records and f"val_{key}" in records[0]:
-            axis.plot(epochs, [r[f"val_{key}"] for r in records], "o-", label="validation")
+        held = [r for r in records if isinstance(r.get(f"val_{key}"), int | float)]
+        if held:
+            axis.plot([r["epoch"] for r in held], [r[f"val_{key}"] for r in held], "o-",
+                      label="validation")  # fmt: skip
         axis.set_xlabel("epoch")
         axis.set_ylabel({"loss": "cross-entropy", "acc": "accuracy"}[key])
         axis.grid(alpha=0.3)
@@ -374,3 +389,4 @@ def plot_curves(metrics_path: Path, png_path: Path) -> None:
     figure.savefig(temporary, dpi=100)
     plt.close(figure)
     temporary.replace(png_path)
+    return notes

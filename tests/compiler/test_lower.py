@@ -40,6 +40,47 @@ def test_placement_never_overlaps_intervals_that_meet_in_time():
     assert size < sum(n for _, _, n, _ in intervals)  # something was reused
 
 
+def _lowest_free_placement(intervals):
+    """The definition _place implements, by brute force: largest first (then earliest), each
+    block at the lowest offset that no block placed before it and alive with it overlaps."""
+    placed, offsets = [], {}
+    for start, end, size, key in sorted(intervals, key=lambda i: (-i[2], i[0])):
+        busy = sorted((o, o + n) for (a, b, o, n) in placed if a <= end and start <= b)
+        offset = 0
+        for low, high in busy:
+            if offset + size <= low:
+                break
+            offset = max(offset, high)
+        placed.append((start, end, offset, size))
+        offsets[key] = offset
+    return offsets, max((o + n for _, _, o, n in placed), default=0)
+
+
+def test_placement_is_the_lowest_free_offset_largest_first():
+    import random
+
+    rng = random.Random(14)
+    for _ in range(400):
+        horizon = rng.randint(0, 70)
+        intervals = []
+        for key in range(rng.randint(0, 30)):
+            start = rng.randint(0, horizon)
+            end = rng.randint(start, horizon)
+            intervals.append((start, end, rng.choice((16, 32, 48, 64, 256, 1024)), key))
+        assert _place(intervals) == _lowest_free_placement(intervals), intervals
+
+
+def test_placement_of_a_long_training_chain_matches_the_definition(monkeypatch):
+    import cnnc.compiler.lower as lowering
+
+    seen = {}
+    real = lowering._place
+    monkeypatch.setattr(lowering, "_place", lambda iv: seen.setdefault("it", iv) and real(iv))
+    body = " -> ".join(["CONV 4@3x3 p1 -> RELU"] * 150)
+    lower(checked(f"input 4x8x8\n{body} -> FC 10\n"))
+    assert real(seen["it"]) == _lowest_free_placement(seen["it"])
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_a_step_never_writes_over_its_own_inputs(training):
     plan = lower(checked(RESIDUAL), training=training)

@@ -75,6 +75,20 @@ def save_run(folder: Path, spec: str, settings: TrainConfig) -> tuple[Network, O
     return network, optimizer, path
 
 
+def valid_meta(**changes) -> dict:
+    """Metadata the schema accepts, as the trainer writes it."""
+    meta = {
+        "spec_hash": "0" * 64,
+        "network": "tiny",
+        "config": asdict(config()),
+        "progress": asdict(Progress()),
+        "normalization": NORM,
+        "classes": list(CLASSES),
+        "optimizer_steps": 0,
+    }
+    return {**meta, **changes}
+
+
 def same(a: np.ndarray, b: np.ndarray) -> bool:
     """Bit for bit, NaN included."""
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
@@ -88,25 +102,30 @@ def test_tensors_and_metadata_round_trip_bit_for_bit(tmp_path):
     tensors = {
         "param/w": np.random.default_rng(0).standard_normal((3, 2, 5)).astype(np.float32),
         "param/odd": odd,
-        "optim/slot0": np.arange(7, dtype=np.float64) / 7,
-        "extra/count": np.array([2**62, -1], np.int64),
+        "optim/slot0": (np.arange(7, dtype=np.float64) / 7).astype(np.float32),
         "param/strided": np.arange(12, dtype=np.float32).reshape(3, 4)[:, ::2],  # a view
     }
-    meta = {"state": {"s": 2**127 + 1}, "float": 0.1 + 0.2, "text": "épocas", "list": [1, None]}
+    rng = {"bit_generator": "PCG64", "state": {"state": 2**127 + 1, "inc": 3}, "has_uint32": 0,
+           "uinteger": 0}  # fmt: skip
+    meta = valid_meta(
+        progress=asdict(Progress(rng_state=rng, sums=(0.1 + 0.2, 1, 2))),
+        classes=["épocas", "b", "c"],
+        extra={"list": [1, None]},  # keys the schema does not know are kept
+    )
     path = tmp_path / "c.safetensors"
     checkpoint.save(path, tensors, meta)
     loaded, loaded_meta = checkpoint.load(path)
     assert set(loaded) == set(tensors)
     for name, value in tensors.items():
         assert same(loaded[name], np.ascontiguousarray(value)), name
-    assert loaded_meta == meta
+    assert loaded_meta == json.loads(json.dumps(meta))
     assert checkpoint.split(loaded, "param/").keys() == {"w", "odd", "strided"}
 
 
 def test_a_run_folder_resolves_to_its_checkpoint(tmp_path):
-    checkpoint.save(tmp_path / checkpoint.FILENAME, {"x": np.zeros(1, np.float32)}, {})
+    checkpoint.save(tmp_path / checkpoint.FILENAME, {"x": np.zeros(1, np.float32)}, valid_meta())
     assert checkpoint.resolve(tmp_path) == tmp_path / checkpoint.FILENAME
-    assert checkpoint.load(tmp_path)[1] == {}
+    assert checkpoint.load(tmp_path)[1]["network"] == "tiny"
 
 
 def test_a_training_checkpoint_holds_weights_buffers_state_and_metadata(tmp_path):
@@ -258,7 +277,7 @@ def test_resume_refuses_optimizer_state_that_is_missing(tmp_path):
 
 def good_checkpoint(folder: Path) -> bytes:
     path = folder / "good.safetensors"
-    checkpoint.save(path, {"param/w": np.arange(64, dtype=np.float32)}, {"k": 1})
+    checkpoint.save(path, {"param/w": np.arange(64, dtype=np.float32)}, valid_meta())
     return path.read_bytes()
 
 
@@ -301,7 +320,7 @@ def test_damaged_metadata_is_refused(tmp_path, metadata):
     save_file({"w": np.zeros(2, np.float32)}, str(path), {"format": checkpoint.FORMAT, **metadata})
     with pytest.raises(CheckpointError) as caught:
         checkpoint.load(path)
-    assert str(caught.value) == f"{path}: its metadata is damaged"
+    assert str(caught.value) == f"{path}: its metadata is damaged (not JSON)"
 
 
 @pytest.mark.parametrize("where", ["missing.safetensors", "empty-folder"])
@@ -330,7 +349,7 @@ def test_cnnc_eval_of_a_truncated_checkpoint_is_an_error_not_a_traceback(tmp_pat
 
 def test_a_write_goes_to_a_temporary_file_in_the_folder_renamed_over_the_old(tmp_path, monkeypatch):
     path = tmp_path / checkpoint.FILENAME
-    checkpoint.save(path, {"w": np.zeros(3, np.float32)}, {"n": 1})
+    checkpoint.save(path, {"w": np.zeros(3, np.float32)}, valid_meta(optimizer_steps=1))
     renames = []
     original = os.replace
 
@@ -341,18 +360,18 @@ def test_a_write_goes_to_a_temporary_file_in_the_folder_renamed_over_the_old(tmp
 
     old = path.read_bytes()
     monkeypatch.setattr(os, "replace", spy)
-    checkpoint.save(path, {"w": np.ones(3, np.float32)}, {"n": 2})
+    checkpoint.save(path, {"w": np.ones(3, np.float32)}, valid_meta(optimizer_steps=2))
     ((source, target),) = renames
     assert target == path and source.parent == path.parent and source != path
     assert sorted(p.name for p in tmp_path.iterdir()) == [checkpoint.FILENAME]
-    assert checkpoint.load(path)[1] == {"n": 2}
+    assert checkpoint.load(path)[1]["optimizer_steps"] == 2
 
 
 def test_a_failed_write_leaves_the_old_checkpoint_and_no_partial_file(tmp_path, monkeypatch):
     import safetensors.numpy
 
     path = tmp_path / checkpoint.FILENAME
-    checkpoint.save(path, {"w": np.zeros(3, np.float32)}, {"n": 1})
+    checkpoint.save(path, {"w": np.zeros(3, np.float32)}, valid_meta(optimizer_steps=1))
     old = path.read_bytes()
 
     def failing(tensors, filename, metadata=None):
@@ -360,23 +379,23 @@ def test_a_failed_write_leaves_the_old_checkpoint_and_no_partial_file(tmp_path, 
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(safetensors.numpy, "save_file", failing)
-    with pytest.raises(OSError, match="No space left"):
-        checkpoint.save(path, {"w": np.ones(3, np.float32)}, {"n": 2})
+    with pytest.raises(CheckpointError, match="No space left.*previous checkpoint is intact"):
+        checkpoint.save(path, {"w": np.ones(3, np.float32)}, valid_meta(optimizer_steps=2))
     assert path.read_bytes() == old
     assert sorted(p.name for p in tmp_path.iterdir()) == [checkpoint.FILENAME]
 
 
 def test_a_failed_rename_leaves_the_old_checkpoint_and_no_temporary(tmp_path, monkeypatch):
     path = tmp_path / checkpoint.FILENAME
-    checkpoint.save(path, {"w": np.zeros(3, np.float32)}, {"n": 1})
+    checkpoint.save(path, {"w": np.zeros(3, np.float32)}, valid_meta(optimizer_steps=1))
     old = path.read_bytes()
 
     def failing(source, target):
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(os, "replace", failing)
-    with pytest.raises(OSError, match="Input/output error"):
-        checkpoint.save(path, {"w": np.ones(3, np.float32)}, {"n": 2})
+    with pytest.raises(CheckpointError, match="Input/output error.*previous checkpoint is intact"):
+        checkpoint.save(path, {"w": np.ones(3, np.float32)}, valid_meta(optimizer_steps=2))
     assert path.read_bytes() == old
     assert sorted(p.name for p in tmp_path.iterdir()) == [checkpoint.FILENAME]
 
@@ -386,6 +405,169 @@ def test_a_failed_first_write_leaves_nothing(tmp_path, monkeypatch):
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(os, "replace", failing)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointError, match="nothing was saved"):
         save_run(tmp_path / "run", write_spec(tmp_path), config())
     assert list((tmp_path / "run").iterdir()) == []
+
+
+# ---- hostile metadata and tensors --------------------------------------------------------------
+
+
+def rewrite(path: Path, meta=None, tensors=None, sha256=True) -> None:
+    """Save a checkpoint file by hand, as an editor or a bit flip would leave it."""
+    from safetensors.numpy import save_file
+
+    tensors = tensors or {"param/w": np.arange(4, dtype=np.float32)}
+    metadata = {
+        "format": checkpoint.FORMAT,
+        "meta": meta if isinstance(meta, str) else json.dumps(meta),
+    }
+    if sha256:
+        metadata["sha256"] = json.dumps(checkpoint._digests(tensors))
+    save_file(tensors, str(path), metadata)
+
+
+def refusal(path: Path) -> str:
+    with pytest.raises(CheckpointError) as caught:
+        checkpoint.load(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: "), message
+    return message
+
+
+def without(key: str) -> dict:
+    meta = valid_meta()
+    del meta[key]
+    return meta
+
+
+@pytest.mark.parametrize(
+    "meta, expected",
+    [
+        ([1, 2], "is not of type 'object'"),
+        (without("progress"), "'progress' is a required property"),
+        (
+            valid_meta(config={"optimizer": "rmsprop"}),
+            "`config.optimizer`: 'rmsprop' is not one of",
+        ),
+        (valid_meta(config={"schedule": "linear"}), "`config.schedule`: 'linear' is not one of"),
+        (valid_meta(config={"learning_rate": 0.1}), "'learning_rate' was unexpected"),
+        (valid_meta(config={"epochs": "10"}), "`config.epochs`: '10' is not of type 'integer'"),
+        (valid_meta(config={"momentum": -5}), "`config.momentum`: -5 is less than the minimum"),
+        (valid_meta(config={"weight_decay": -1}), "`config.weight_decay`: -1 is less than"),
+        (valid_meta(config={"nesterov": 1}), "`config.nesterov`: 1 is not of type 'boolean'"),
+        (valid_meta(classes="abc"), "`classes`: 'abc' is not of type 'array'"),
+        (valid_meta(optimizer_steps=-1), "`optimizer_steps`: -1 is less than the minimum"),
+        (valid_meta(normalization={"mean": [0.1], "std": [0]}), "`normalization.std.0`"),
+        (valid_meta(progress={**asdict(Progress()), "rng_state": {"x": 1}}), "progress.rng_state"),
+        (valid_meta(progress={**asdict(Progress()), "sums": [0, 1]}), "`progress.sums`"),
+        ('{"lr": Infinity}', "not JSON"),
+        ('{"lr": 1e999}', "not JSON"),
+        ("[" * 100000, "not JSON"),
+    ],
+    ids=lambda v: str(v)[:30] if isinstance(v, str) else None,
+)
+def test_metadata_is_validated_and_what_is_wrong_is_named(tmp_path, meta, expected):
+    path = tmp_path / "edited.safetensors"
+    rewrite(path, meta)
+    message = refusal(path)
+    assert "its metadata is damaged" in message and expected in message, message
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.bool_, np.float16, np.float64])
+def test_tensors_that_are_not_float32_are_refused_not_converted(tmp_path, dtype):
+    path = tmp_path / "typed.safetensors"
+    rewrite(path, valid_meta(), {"param/w": np.ones(4, dtype)})
+    assert f"tensor `param/w` is {np.dtype(dtype)}; cnnc checkpoints hold float32 only" in refusal(
+        path
+    )
+
+
+def test_a_flipped_byte_in_tensor_data_is_detected(tmp_path):
+    path = tmp_path / checkpoint.FILENAME
+    checkpoint.save(
+        path, {"param/a": np.zeros(8, np.float32), "param/w": np.ones(64, np.float32)}, valid_meta()
+    )
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0x01  # inside the last tensor's data
+    path.write_bytes(bytes(data))
+    assert "does not match its checksum: the file is corrupted" in refusal(path)
+    rewrite(path, valid_meta(), sha256=False)  # written before checksums existed: still loads
+    assert checkpoint.load(path)[1]["network"] == "tiny"
+
+
+def test_checksums_that_name_other_tensors_are_refused(tmp_path):
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "c.safetensors"
+    metadata = {
+        "format": checkpoint.FORMAT,
+        "meta": json.dumps(valid_meta()),
+        "sha256": '{"x": "0"}',
+    }
+    save_file({"param/w": np.zeros(2, np.float32)}, str(path), metadata)
+    assert "checksums are damaged" in refusal(path)
+
+
+def test_metadata_that_does_not_fit_the_network_is_refused_in_eval(tmp_path, capsys):
+    spec = write_spec(tmp_path)
+    _, _, path = save_run(tmp_path / "run", spec, config())
+    tensors, meta = checkpoint.load(path)
+    for change, expected in [
+        ({"classes": ["a", "b"]}, "names 2 classes but the network has 3 outputs"),
+        ({"normalization": {"mean": [0.1, 0.2], "std": [1, 1]}}, "normalization `mean` has 2"),
+    ]:
+        checkpoint.save(path, tensors, {**meta, **change})
+        assert main(["eval", spec, "--weights", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"cnnc: error: {path}: ") and expected in err, err
+        assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "where, error, reason",
+    [
+        # what safetensors raised on a full 64 KiB tmpfs and on one remounted read-only
+        ("save_file", "serializing: I/O error: No space left on device (os error 28)", "No space"),
+        ("save_file", "serializing: I/O error: Read-only file system (os error 30)", "Read-only"),
+        ("fsync", OSError(28, "No space left on device"), "No space left on device"),
+        ("replace", OSError(30, "Read-only file system"), "Read-only file system"),
+    ],
+)
+def test_a_full_disk_or_read_only_folder_keeps_the_previous_checkpoint(
+    tmp_path, monkeypatch, where, error, reason
+):
+    import safetensors
+    import safetensors.numpy
+
+    path = tmp_path / checkpoint.FILENAME
+    checkpoint.save(path, {"w": np.zeros(3, np.float32)}, valid_meta(optimizer_steps=1))
+    old = path.read_bytes()
+
+    def fail(*args, **kwargs):
+        if where == "save_file":
+            Path(args[1]).write_bytes(b"\x10\x00")  # what a full disk leaves
+            raise safetensors.SafetensorError(f"Error while {error}")
+        raise error
+
+    target = {"save_file": safetensors.numpy, "fsync": os, "replace": os}[where]
+    monkeypatch.setattr(target, where, fail)
+    with pytest.raises(CheckpointError) as caught:
+        checkpoint.save(path, {"w": np.ones(3, np.float32)}, valid_meta(optimizer_steps=2))
+    message = str(caught.value)
+    assert message.startswith(f"{path}: cannot save the checkpoint (") and reason in message
+    assert message.endswith("the previous checkpoint is intact")
+    monkeypatch.undo()
+    assert path.read_bytes() == old and os.listdir(tmp_path) == [checkpoint.FILENAME]
+
+
+def test_eval_on_data_with_more_classes_than_outputs_is_a_data_error(tmp_path, capsys):
+    spec = write_spec(tmp_path)
+    save_run(tmp_path / "run", spec, config())
+    data = tmp_path / "six.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.integers(0, 256, (12, 8, 8), dtype=np.uint8), y=np.arange(12) % 6)
+    assert main(["eval", spec, "--weights", str(tmp_path / "run"), "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert err == "cnnc: error: six: labels go up to 5 but the network has 3 outputs; evaluate " \
+        "on data with the classes it was trained on\n"  # fmt: skip

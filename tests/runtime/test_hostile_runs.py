@@ -3,12 +3,15 @@ per channel, a run interrupted in an epoch's last batch resuming, pipes refused 
 
 import os
 import signal
+from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 
 from cnnc.compiler.check import check
 from cnnc.compiler.expand import expand
+from cnnc.compiler.lower import lower
 from cnnc.compiler.syntax import parse
 from cnnc.runtime.dataset import DataError, limit
 from cnnc.runtime.network import InputError, Network
@@ -115,3 +118,113 @@ def test_a_fifo_as_data_is_refused(tmp_path):
     os.mkfifo(tmp_path / "image.png")
     with pytest.raises(DataError, match="not a regular file"):
         load_image(tmp_path / "image.png", (1, 28, 28))
+
+
+@pytest.mark.parametrize(
+    "option, value, expected",
+    [
+        ("--momentum", "-5", "momentum is in [0, 1)"),
+        ("--momentum", "1", "momentum is in [0, 1)"),
+        ("--momentum", "nan", "momentum is in [0, 1)"),
+        ("--weight-decay", "-1", "give 0 or more"),
+        ("--weight-decay", "inf", "give 0 or more"),
+        ("--lr", "1e999", "positive finite number"),
+    ],
+)
+def test_optimizer_options_out_of_range_are_refused_with_the_range(capsys, option, value, expected):
+    from cnnc.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "specs/lenet5.cnn", option, value])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: `{value}`" in err and expected in err and "Traceback" not in err
+
+
+def test_momentum_of_one_or_more_in_a_train_section_is_located(tmp_path, capsys):
+    from cnnc.cli import main
+
+    spec = tmp_path / "m.cnn"
+    spec.write_text("input 4\nFC 3\ntrain {\n  optimizer sgd momentum=1.5\n}\n")
+    assert main(["train", str(spec), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert f"{spec}:4:" in err and "`momentum` is a decay rate in [0, 1), not 1.5" in err
+
+
+def test_a_plan_larger_than_memory_is_refused_before_allocating(tmp_path, capsys, monkeypatch):
+    from cnnc.cli import main
+    from cnnc.runtime import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 1 << 30)
+
+    spec = tmp_path / "huge.cnn"
+    spec.write_text("network huge\ninput 1x28x28\nCONV 1000000@3x3 -> POOL avg global -> FC 10\n")
+    assert main(["train", str(spec), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cnnc: error: huge needs ") and "for training at batch 64" in err
+    assert (
+        "more than the 1.0 GiB of memory available; even batch 1 needs" in err
+        and "Traceback" not in err
+    )
+    assert not (tmp_path / "run" / "checkpoint.safetensors").exists()
+
+
+def test_max_memory_bounds_the_plan_and_names_a_batch_that_fits():
+    from cnnc.runtime import memory
+    from cnnc.runtime.errors import ResourceError
+
+    checked = check(expand(parse("network n\ninput 1x28x28\nCONV 8@3x3 -> FC 10")), False)
+    with memory.bounded(2_000_000), pytest.raises(ResourceError) as refused:
+        Network(checked, batch=256)
+    message = str(refused.value)
+    assert message.startswith("n needs ") and "for training at batch 256" in message
+    assert "more than --max-memory 1.9 MiB allows; batch " in message
+    fits = int(message.rsplit("batch ", 1)[1].split()[0])
+    plan, threads = lower(checked, training=True), numba.get_num_threads()  # the figure is exact
+    assert plan.memory(fits, threads, 0)["total"] <= 2_000_000
+    assert plan.memory(fits + 1, threads, 0)["total"] > 2_000_000
+    with memory.bounded(2_000_000):
+        memory.check_plan(plan, fits, threads)
+
+
+@pytest.mark.parametrize("text, size", [("4G", 4 << 30), ("512MiB", 512 << 20), ("1.5k", 1536),
+                                        ("1000", 1000), (" 2 GB ", 2 << 30)])  # fmt: skip
+def test_max_memory_sizes(text, size):
+    from cnnc.runtime.memory import parse_size
+
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "x", "-1G", "0", "4P", "1e9"])
+def test_bad_max_memory_is_a_usage_error(capsys, text):
+    from cnnc.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "specs/lenet5.cnn", "--max-memory", text])
+    assert exited.value.code == 2
+    assert "argument --max-memory" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_the_data_loads_exits_130_and_writes_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import os, signal, sys, time\n"
+        "import cnnc.runtime.readers as readers\n"
+        "def slow(*args, **kwargs):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, mid-read\n"
+        "    time.sleep(30)\n"
+        "readers.read_npz = slow\n"
+        "import cnnc.runtime.sources as sources\n"
+        "sources.read_npz = slow\n"
+        "from cnnc.cli import main\n"
+        f"sys.exit(main(['train', 'specs/lenet5.cnn', '--out', {str(tmp_path / 'run')!r}]))\n"
+    )
+    root = Path(__file__).parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=root
+    )
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == "cnnc: interrupted\n"
+    assert list(tmp_path.iterdir()) == []

@@ -304,3 +304,107 @@ def test_npz_error_bad_files(tmp_path):
     np.save(npy, rand_images(2))
     assert "single .npy" in errors(read_npz, npy)
     assert "no such file" in errors(read_npz, tmp_path / "missing.npz")
+
+
+# ------------------------------------------------------------------------------ hostile files
+
+
+def test_npz_member_that_is_not_npy_is_refused(tmp_path):
+    import zipfile
+
+    p = tmp_path / "odd.npz"
+    np.savez(p, y=np.array([0, 1]))
+    with zipfile.ZipFile(p, "a") as archive:
+        archive.writestr("x", b"raw bytes, not an array")
+    msg = errors(read_npz, p)
+    assert "odd.npz" in msg and "`x` is not a .npy array" in msg
+
+
+def test_npz_object_member_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    p = tmp_path / "objects.npz"
+    np.savez(p, x=np.array([0, 1], dtype=object), y=np.array([0, 1]))
+    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__", None)  # never reached
+    msg = errors(read_npz, p)
+    assert "objects.npz[x]" in msg and "Python objects" in msg
+
+
+def test_npz_declaring_more_than_memory_is_refused(tmp_path, monkeypatch):
+    from cnnc.runtime import readers
+
+    p = tmp_path / "big.npz"
+    np.savez(p, x=rand_images(4), y=np.arange(4))
+    monkeypatch.setattr(readers, "available_bytes", lambda: 50)
+    msg = errors(read_npz, p)
+    assert "big.npz[x]" in msg and "120 bytes, more than the 50 bytes of memory" in msg
+
+
+def test_non_utf8_class_names_are_located(tmp_path):
+    p = tmp_path / "names.npz"
+    np.savez(p, x=rand_images(2), y=np.array([0, 1]), classes=np.array([b"ok", b"\xff\xfe"]))
+    assert "names.npz[classes]: class name 1 is not UTF-8" in errors(read_npz, p)
+    idx_folder(tmp_path / "emnist", prefix="emnist-x-")
+    (tmp_path / "emnist" / "emnist-x-mapping.txt").write_bytes(b"0 48\n1 \xff\n")
+    assert "UTF-8" in errors(read_idx_folder, tmp_path / "emnist")
+
+
+@pytest.mark.parametrize("line", ["0 99999999999", "999999999999999999999 65", "a b", "3", "-1 65"])
+def test_emnist_mapping_lines_out_of_range_are_located(tmp_path, line):
+    idx_folder(tmp_path, prefix="emnist-x-")
+    (tmp_path / "emnist-x-mapping.txt").write_text(f"0 48\n{line}\n")
+    msg = errors(read_idx_folder, tmp_path)
+    assert "emnist-x-mapping.txt:2:" in msg and "<label> <character code>" in msg
+
+
+def test_a_label_far_beyond_any_class_count_is_refused_fast(tmp_path):
+    write_idx(tmp_path / "train-images-idx3-ubyte", rand_images(2))
+    labels = np.array([0, 2**30], dtype=np.int32)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", labels, code=0x0C)
+    msg = errors(read_idx_folder, tmp_path)
+    assert "labels go up to 1073741824" in msg and "class indices" in msg
+    np.savez(tmp_path / "d.npz", x=rand_images(2), y=np.array([0, 2**62]))
+    assert "d.npz: labels go up to 4611686018427387904" in errors(read_npz, tmp_path / "d.npz")
+
+
+def test_idx_header_declaring_more_than_memory_is_refused(tmp_path):
+    p = tmp_path / "x-idx3-ubyte"
+    p.write_bytes(bytes([0, 0, 0x0E, 3]) + struct.pack(">3I", 2**32 - 1, 2**32 - 1, 9) + bytes(8))
+    msg = errors(read_idx, p)
+    assert str(p) in msg and "more than the" in msg and "of memory available" in msg
+
+
+def test_gzip_bomb_is_not_decompressed_past_its_header(tmp_path, monkeypatch):
+    header = bytes([0, 0, 8, 3]) + struct.pack(">3I", 2, 4, 4)
+    bomb = gzip.compress(header + bytes(32) + bytes(64 << 20))  # 64 MiB of zeros after the data
+    p = tmp_path / "train-images-idx3-ubyte.gz"
+    p.write_bytes(bomb)
+    asked = []
+    real = __import__("zlib").decompressobj
+
+    class Counting:
+        def __init__(self, *a, **kw):
+            self.inner = real(*a, **kw)
+
+        def decompress(self, data, max_length=0):
+            asked.append(max_length)
+            return self.inner.decompress(data, max_length)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    from cnnc.runtime import readers
+
+    monkeypatch.setattr(readers.zlib, "decompressobj", Counting)
+    msg = errors(read_idx, p)
+    assert "longer than its header says" in msg and str(p) in msg
+    assert asked and all(0 < n <= 1024 for n in asked)  # never the whole stream
+
+
+def test_gzip_idx_truncated_anywhere_is_a_data_error(tmp_path):
+    blob = gzip.compress(idx_bytes(rand_images(40)))
+    p = tmp_path / "t-idx3-ubyte.gz"
+    for cut in (3, 12, 30, len(blob) // 2, len(blob) - 4):
+        p.write_bytes(blob[:cut])
+        msg = errors(read_idx, p)
+        assert str(p) in msg and ("truncated" in msg or "corrupt" in msg), (cut, msg)
+    p.write_bytes(blob)
+    assert read_idx(p).shape == (40, 6, 5)
