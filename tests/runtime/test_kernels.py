@@ -552,6 +552,39 @@ def test_dropout_inference_is_identity():
     np.testing.assert_array_equal(st.y(), st.x())
 
 
+def test_droppath_drops_whole_samples_deterministically():
+    p, n = 0.3, 400
+    st = Step(f"DROPPATH {p}", SMALL, n=n, rng=np.random.default_rng(3))
+    st.run(training=True, seed=7)
+    x, y = st.x().reshape(n, -1), st.y().reshape(n, -1)
+    dropped = (y == 0).all(axis=1)
+    np.testing.assert_allclose(y[~dropped], x[~dropped] / (1 - p), rtol=1e-6)
+    assert abs(dropped.mean() - p) < 0.07, dropped.mean()
+    again = Step(f"DROPPATH {p}", SMALL, n=n, rng=np.random.default_rng(3))
+    again.run(training=True, seed=7)
+    np.testing.assert_array_equal(again.y(), st.y())
+    other = Step(f"DROPPATH {p}", SMALL, n=n, rng=np.random.default_rng(3))
+    other.run(training=True, seed=8)
+    assert (other.y().reshape(n, -1) == 0).all(axis=1).tolist() != dropped.tolist()
+    st.run(training=False)
+    np.testing.assert_array_equal(st.y(), st.x())  # inference: the identity
+
+
+def test_droppath_draw_does_not_depend_on_thread_count():
+    before = numba.get_num_threads()
+    runs = []
+    for threads in (1, before):
+        numba.set_num_threads(threads)
+        try:
+            st = Step("DROPPATH 0.5", BIG, n=128, rng=np.random.default_rng(5))  # parallel
+            st.run(training=True, seed=11)
+            st.run(backward=True, training=True, seed=11)
+        finally:
+            numba.set_num_threads(before)
+        runs.append(st.A.copy())
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
 # ------------------------------------------------------------------- threads and partitions
 
 PARTITIONED = [
