@@ -538,3 +538,29 @@ def test_bn_global_pool_and_upsample_match_pytorch(c, h, w, scale):
     assert ours(f"UPSAMPLE {scale[0]}x{scale[1]}", c, h, w) == theirs(
         lambda: torch.nn.Upsample(scale_factor=scale, mode="nearest"), c, h, w
     )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SILU",
+        "HSWISH",
+        "HSIGMOID",
+        "GELU",
+        "GELU tanh",
+        "MISH",
+        "PRELU",
+        "SCALE init=1e-6",
+        "LN eps=1e-6",
+        "SLICE from=1 to=3",
+        "SHUFFLE 2",
+        "DROPPATH 0.2",
+    ],
+)
+def test_todays_layers_count_as_their_torch_twins(text):
+    """Shape, parameters and MACs as torch counts its modules (nn.PReLU(C), nn.LayerNorm(C),
+    ...): activations, LN and SCALE have no MACs."""
+    from cnnc.runtime import to_torch
+
+    found = layer(text, "4x5x6")
+    assert ours(text, 4, 5, 6) == theirs(lambda: to_torch._module(found, [(4, 5, 6)]), 4, 5, 6)
