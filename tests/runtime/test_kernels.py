@@ -86,7 +86,7 @@ POINTWISE = {
     ),
     "HSWISH": (
         lambda x, a: x * np.clip(x + 3, 0, 6) / 6,
-        lambda x, a: np.where(x < -3, 0, np.where(x <= 3, x / 3 + 0.5, 1)),
+        lambda x, a: np.where(x <= -3, 0, np.where(x < 3, x / 3 + 0.5, 1)),
         lambda F, x, a: F.hardswish(x),
     ),
     "HSIGMOID": (
@@ -665,6 +665,27 @@ def test_count_correct():
     A = logits.reshape(-1).copy()
     labels = np.array([1, 0, 2, 2], np.int64)
     assert loss.count_correct(A, 0, 3, labels, 4) == 3
+
+
+def test_hard_activations_take_torchs_branch_at_the_kinks():
+    from cnnc.runtime.kernels.activations import (
+        hsigmoid_backward,
+        hsigmoid_forward,
+        hswish_backward,
+        hswish_forward,
+    )
+
+    x = np.array([-3.5, -3.0, -1.5, 3.0, 3.5], np.float32)
+    y, dx = np.zeros_like(x), np.zeros_like(x)
+    hswish_forward(y, x)
+    hswish_backward(dx, np.ones_like(x), x)
+    np.testing.assert_array_equal(y, [0.0, 0.0, -0.375, 3.0, 3.5])
+    np.testing.assert_array_equal(dx, [0.0, 0.0, 0.0, 1.0, 1.0])  # torch 2.x: 0 at -3, 1 at 3
+    hsigmoid_forward(y, x)
+    dx[:] = 0.0
+    hsigmoid_backward(dx, np.ones_like(x), y)
+    np.testing.assert_array_equal(y, [0.0, 0.0, 0.25, 1.0, 1.0])
+    np.testing.assert_allclose(dx, [0.0, 0.0, 1 / 6, 0.0, 0.0])
 
 
 def test_relu6_pair_clips_at_six_on_plain_arrays():
