@@ -218,6 +218,7 @@ CASES = (
     case("MUL", [BIG, "8x1x1"]),
     case("LN", "6x4x5"),
     case("LN eps=1e-6", "10"),  # a flat vector: over all of it
+    case("LN", "5x17x19"),  # 323 pixels: a block of 256 and one of 67
     case("LN", "16x48x48"),  # parallel backward: per-thread parameter-gradient slots
     case("SLICE from=1 to=3", "4x3x5"),
     case("SLICE from=2", "5x2x2"),  # to the last channel
