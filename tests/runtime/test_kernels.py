@@ -53,6 +53,7 @@ def case(text: str, ins: str | list[str], need_dx: list[bool] | None = None) -> 
 
 BIG = "8x32x33"  # big enough at n=5 to take the parallel path of the elementwise kernels
 SMALL = "3x5x4"
+HUGE = "16x128x128"  # the same for the per-channel and per-sample kinds
 
 # Pointwise kinds: (f(x, attrs), f'(x, attrs), the torch function (F, x, attrs)), float64 numpy.
 # A new pointwise kind's references are one row here.
@@ -228,6 +229,13 @@ CASES = (
     case("SHUFFLE 4", BIG),
     case("DROPPATH 0.5", SMALL),
     case("DROPPATH 0.2", BIG),
+    # big enough at n=5 to take the parallel path (work past config.SERIAL_WORK)
+    case("PRELU", HUGE),
+    case("SCALE", HUGE),
+    case("MUL", [HUGE, "16x1x1"]),
+    case("SLICE from=3 to=11", HUGE),
+    case("SHUFFLE 4", HUGE),
+    case("DROPPATH 0.3", HUGE),
 )
 
 
@@ -595,6 +603,12 @@ PARTITIONED = [
     the_case("FC 120"),
     the_case("BN", "16x16x16"),
     the_case("LN", "16x48x48"),
+    the_case("PRELU", HUGE),
+    the_case("SCALE", HUGE),
+    the_case("MUL", HUGE),
+    the_case("SLICE from=3 to=11", HUGE),
+    the_case("SHUFFLE 4", HUGE),
+    the_case("DROPPATH 0.3", HUGE),
 ]
 
 
