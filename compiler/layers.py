@@ -491,11 +491,13 @@ def ln_shape(attrs, ins):
     return Inferred(ins[0])
 
 
+LN_BLOCK = 256  # pixels per unit of LN's kernels (runtime/kernels/norm.py)
+
+
 def ln_workspace(attrs, ins, out):
-    """Per thread: its dweight and dbias (2C), and the statistics of a block of up to 256 pixels
-    (4 per pixel; the block size is LN_BLOCK in runtime/kernels/norm.py)."""
+    """Per thread: its dweight and dbias (2C), and 4 statistics per pixel of a block."""
     pixels = numel(ins[0]) // ins[0][0]
-    return 2 * ins[0][0] + 4 * min(pixels, 256)
+    return 2 * ins[0][0] + 4 * min(pixels, LN_BLOCK)
 
 
 def slice_shape(attrs, ins):

@@ -31,6 +31,7 @@ import numpy as np
 from numba import njit
 
 from cnnc.compiler import abi
+from cnnc.compiler.layers import LN_BLOCK
 
 from .common import U, chunk, inp, nchunks, parallel_chunks
 from .config import JIT
@@ -157,7 +158,6 @@ def lrn_backward(dinp, dout, inp, C, HW, size, alpha, beta, k, lo, hi):
 
 
 # ------------------------------------------------------------------------------------------ LN
-LN_BLOCK = 256  # pixels per unit of work
 
 
 @njit(**JIT)
