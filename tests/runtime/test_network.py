@@ -34,6 +34,13 @@ BRANCHY = {
     "avg_exclude_pad_and_outpad": """input 2x7x7
         POOL avg 3x3 s2 p1 exclude_pad -> DECONV 3@3x3 s2 p1 op1 -> RELU
         -> POOL max 2x2 s2 p1 -> FC 4 -> SOFTMAX""",
+    "resize_adaptive_dilated_four_sided": """input 3x10x10
+        CONV 6@3x3 s2 pad=0x0x1x1 -> RELU -> a
+        a -> POOL max 3x3 s1 p1 d2 -> POOL avg adaptive 3x3 -> CONV 4@1x1 -> b
+        a -> POOL avg 3x3 s2 p1x1x0x0 exclude_pad -> CONV 4@1x1 -> c
+        UPSAMPLE(b, c) bilinear -> bc
+        ADD(bc, c) -> UPSAMPLE bilinear 2 -> u
+        UPSAMPLE(u, in) bilinear align_corners -> POOL max adaptive 2x2 -> FC 5""",
 }
 
 
