@@ -314,6 +314,12 @@ class _Expander:
             if value > MAX_DIM:
                 return bad(f"at most {MAX_DIM}")
             return value
+        if option.kind == "index":
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                return bad("a whole number from 0")
+            if value > MAX_DIM:
+                return bad(f"at most {MAX_DIM}")
+            return value
         if option.kind in ("pair", "padding"):
             if isinstance(value, str):
                 return value if value in option.words.values() else bad("a size such as 3 or 3x3")

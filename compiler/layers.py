@@ -26,8 +26,8 @@ REQUIRED = object()
 class Option:
     """One argument of a layer kind and every way to write it.
 
-    kind: "count" (positive int), "pair" (int or AxB), "padding" (a pair, or TxLxBxR: top, left,
-    bottom, right, ONNX's order of `pads`), "float", "bool", "choice".
+    kind: "count" (positive int), "index" (int from 0), "pair" (int or AxB), "padding" (a pair,
+    or TxLxBxR: top, left, bottom, right, ONNX's order of `pads`), "float", "bool", "choice".
     short: a prefix that sets it from one token (`s2` -> stride 2).
     words: bare words that set it to a value (`nobias` -> bias False, `max` -> mode "max").
     positional: a bare number sets it (`FC 120`, `DROPOUT 0.5`).
@@ -111,6 +111,7 @@ class LayerKind:
     aux: bool = False  # keeps a per-sample buffer of the input's size from forward to backward
     spatial: bool = False  # needs a CxHxW input
     kernels: str = "activations"  # the runtime/kernels module whose NAME = (forward, backward)
+    init: Callable[[dict], dict[str, float]] = lambda a: {}  # constant initial parameter values
 
     @property
     def merge(self) -> bool:
@@ -582,6 +583,87 @@ def lrn_shape(attrs, ins):
     return Inferred(ins[0])
 
 
+# ---- today's architectures: gated activations, gates, channel norms, slicing, stochastic depth
+
+
+def _gate(shape: Shape) -> bool:
+    """One value per channel: Cx1x1 or a flat C, as a squeeze-and-excitation branch makes it."""
+    return numel(shape) == shape[0]
+
+
+def mul_shape(attrs, ins):
+    if len(ins) != 2:
+        raise ShapeError(
+            f"MUL multiplies two tensors, but gets {len(ins)}",
+            fix="multiply two at a time: `MUL(a, b) -> ab`, then `MUL(ab, c)`",
+        )
+    a, b = ins
+    if a == b:
+        return Inferred(a)
+    if a[0] == b[0] and (_gate(a) or _gate(b)):
+        if _gate(a) and _gate(b):  # Cx1x1 and a flat C: keep the feature map's form
+            return Inferred(a if len(a) == 3 else b)
+        return Inferred(b if _gate(a) else a)
+    if a[0] != b[0]:
+        channels = a[0] if numel(b) <= numel(a) else b[0]
+        fix = f"give the gate {channels} channels (`CONV {channels}@1x1` or `FC {channels}`)"
+    else:
+        fix = "pool the gate to one value per channel (`POOL avg global`) or give both one size"
+    raise ShapeError(
+        f"MUL needs two tensors of one shape, or a Cx1x1 gate with the other's channels, "
+        f"but gets {fmt(a)} and {fmt(b)}",
+        fix=fix,
+        sizes=a[0] == b[0],
+    )
+
+
+def channel_params(attrs, ins, out):
+    """One learned value per channel (or per feature of a flat vector)."""
+    return {"weight": (ins[0][0],)}
+
+
+def ln_shape(attrs, ins):
+    if attrs["eps"] <= 0:
+        raise ShapeError(f"LN eps must be positive, but is {attrs['eps']:g}", fix="e.g. `eps=1e-6`")
+    return Inferred(ins[0])
+
+
+def slice_shape(attrs, ins):
+    c = ins[0][0]
+    start, stop = attrs["from"], c if attrs["to"] is None else attrs["to"]
+    if not start < stop <= c:
+        what = (
+            f"`to={stop}` is past the {c} channels of its {fmt(ins[0])} input"
+            if stop > c
+            else f"`from={start}` is not below `to={stop}`"
+        )
+        raise ShapeError(
+            f"SLICE takes channels [from, to) of its input, but {what}",
+            fix=f"pick 0 <= from < to <= {c}, e.g. `SLICE from=0 to={max(c // 2, 1)}`",
+        )
+    return Inferred((stop - start, *ins[0][1:]), {"to": stop})
+
+
+def shuffle_shape(attrs, ins):
+    c, groups = ins[0][0], attrs["groups"]
+    if c % groups:
+        divisors = [g for g in range(2, c + 1) if c % g == 0][:4]
+        raise ShapeError(
+            f"SHUFFLE {groups} splits the channels into {groups} groups, but {c} channels "
+            f"do not divide by {groups}",
+            notes=[f"{c} / {groups} = {c / groups:g}"],
+            fix=f"use a group count that divides {c} (e.g. {', '.join(map(str, divisors))})"
+            if divisors
+            else "shuffle a tensor with more than one channel",
+        )
+    return Inferred(ins[0])
+
+
+def droppath_shape(attrs, ins):
+    _rate(attrs["rate"], "DROPPATH")
+    return Inferred(ins[0])
+
+
 MANY_INPUTS = (2, None)
 
 KINDS: tuple[LayerKind, ...] = (
@@ -660,6 +742,84 @@ KINDS: tuple[LayerKind, ...] = (
     LayerKind("TANH", "hyperbolic tangent", saves=frozenset({"output"})),
     LayerKind("SIGMOID", "logistic sigmoid", saves=frozenset({"output"})),
     LayerKind("SOFTMAX", "softmax over channels", saves=frozenset({"output"})),
+    # -- today's architectures (issue 9): one block, kept together
+    LayerKind("SILU", "x * sigmoid(x) (swish)", saves=frozenset({"input"})),
+    LayerKind("HSWISH", "x * relu6(x + 3) / 6 (hard swish)", saves=frozenset({"input"})),
+    LayerKind("HSIGMOID", "relu6(x + 3) / 6 (hard sigmoid)", saves=frozenset({"output"})),
+    LayerKind(
+        "GELU",
+        "x * Phi(x), exact (erf) or the tanh approximation",
+        (Option("tanh", "bool", False, words={"tanh": True, "erf": False}),),
+        saves=frozenset({"input"}),
+        floats=("tanh",),
+    ),
+    LayerKind("MISH", "x * tanh(softplus(x))", saves=frozenset({"input"})),
+    LayerKind(
+        "PRELU",
+        "x if x > 0 else slope_c * x, a learned slope per channel",
+        (Option("init", "float", 0.25, help="the slopes' initial value"),),
+        params=channel_params,
+        saves=frozenset({"input"}),
+        init=lambda a: {"weight": a["init"]},
+        kernels="channels",
+    ),
+    LayerKind(
+        "SCALE",
+        "x * scale_c, a learned scale per channel (layer scale)",
+        (Option("init", "float", 1.0, help="the scales' initial value"),),
+        params=channel_params,
+        saves=frozenset({"input"}),
+        init=lambda a: {"weight": a["init"]},
+        kernels="channels",
+    ),
+    LayerKind(
+        "MUL",
+        "elementwise product; a Cx1x1 gate scales every pixel of its channel",
+        (),
+        mul_shape,
+        saves=frozenset({"input"}),
+        arity=(2, 2),
+        kernels="channels",
+    ),
+    LayerKind(
+        "LN",
+        "layer normalisation over the channels of each pixel (a flat vector: all of it)",
+        (Option("eps", "float", 1e-5),),
+        ln_shape,
+        params=bn_params,
+        saves=frozenset({"input"}),
+        floats=("eps",),
+        workspace=lambda a, i, o: 2 * i[0][0],
+        kernels="norm",
+    ),
+    LayerKind(
+        "SLICE",
+        "channels [from, to) of its input",
+        (
+            Option("from", "index", 0, help="the first channel"),
+            Option("to", "index", None, help="one past the last channel (default: the last)"),
+        ),
+        slice_shape,
+        ints=(Field("start", lambda a: a["from"]), Field("stop", lambda a: a["to"])),
+        kernels="channels",
+    ),
+    LayerKind(
+        "SHUFFLE",
+        "channel shuffle across groups (ShuffleNet)",
+        (Option("groups", "count", positional=True),),
+        shuffle_shape,
+        ints=whole("groups"),
+        kernels="channels",
+    ),
+    LayerKind(
+        "DROPPATH",
+        "stochastic depth: drops a whole sample's branch while training",
+        (Option("rate", "float", positional=True),),
+        droppath_shape,
+        floats=("rate",),
+        kernels="droppath",
+    ),
+    # -- end of the issue 9 block
     LayerKind(
         "BN",
         "batch normalisation over channels",

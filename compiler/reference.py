@@ -44,11 +44,17 @@ def arguments(kind: LayerKind) -> list[tuple[str, str, str]]:
     ]
 
 
+def _usage(kind: LayerKind) -> str:
+    if not kind.merge:
+        return kind.name
+    return f"{kind.name}(a, b)" if kind.arity[1] == 2 else f"{kind.name}(a, b, ...)"
+
+
 def markdown() -> str:
     lines = ["| layer | what it computes | arguments (default) |", "|---|---|---|"]
     for kind in KINDS:
         args = "; ".join(f"{forms} {name} ({default})" for name, forms, default in arguments(kind))
-        usage = f"`{kind.name}(a, b, ...)`" if kind.merge else f"`{kind.name}`"
+        usage = f"`{_usage(kind)}`"
         lines.append(f"| {usage} | {kind.summary} | {args or 'none'} |")
     return "\n".join(lines) + "\n"
 
@@ -56,7 +62,7 @@ def markdown() -> str:
 def text() -> str:
     lines = []
     for kind in KINDS:
-        usage = f"{kind.name}(a, b, ...)" if kind.merge else kind.name
+        usage = _usage(kind)
         lines.append(f"{usage:<18} {kind.summary}")
         for name, forms, default in arguments(kind):
             lines.append(f"    {name:<10} {forms.replace('`', ''):<32} default {default}")

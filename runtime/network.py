@@ -14,6 +14,7 @@ import numba
 import numpy as np
 
 from cnnc.compiler.check import Checked, check_file
+from cnnc.compiler.layers import REGISTRY
 from cnnc.compiler.lower import Plan, lower
 
 from . import executor
@@ -59,11 +60,20 @@ class Network:
 
     def initialize(self, seed: int = 0) -> None:
         """PyTorch's default initialisation: weights and biases uniform in +-1/sqrt(fan_in);
-        one-dimensional weights (BN scale) one and their biases zero; running variance one."""
+        one-dimensional weights (BN scale) one and their biases zero; running variance one;
+        the constants a kind declares (`init` in its registry entry: PRELU's 0.25)."""
         rng = np.random.default_rng(seed)
         fan_in = {}
+        constants = {
+            f"{layer.node.name}.{role}": value
+            for layer in self.checked.layers[1:]
+            for role, value in REGISTRY[layer.node.kind].init(layer.attrs).items()
+        }
         for entry in self.plan.params:
             layer, _, role = entry.name.rpartition(".")
+            if entry.name in constants:
+                self._view(self.P, entry)[...] = constants[entry.name]
+                continue
             if role == "weight":
                 fan_in[layer] = math.prod(entry.shape[1:]) if len(entry.shape) > 1 else 0
             view = self._view(self.P, entry)

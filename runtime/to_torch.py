@@ -27,7 +27,77 @@ def _merges():
         def forward(self, inputs):
             return torch.cat(inputs, dim=1)
 
-    return {"ADD": Add, "CONCAT": Concat}
+    class Mul(nn.Module):
+        """a * b; a flat (N, C) gate is seen as (N, C, 1, 1) beside a feature map."""
+
+        def forward(self, inputs):
+            a, b = inputs
+            if a.dim() != b.dim():
+                a, b = (t.reshape(*t.shape, 1, 1) if t.dim() == 2 else t for t in (a, b))
+            return a * b
+
+    return {"ADD": Add, "CONCAT": Concat, "MUL": Mul}
+
+
+def _channel_modules():
+    """Torch twins of the per-channel kinds that torch.nn lacks as modules."""
+    import torch
+    from torch import nn
+
+    class Scale(nn.Module):
+        def __init__(self, channels, init):
+            super().__init__()
+            self.weight = nn.Parameter(torch.full((channels,), float(init)))
+
+        def forward(self, x):  # the (C,) scale broadcast over (N, C, H, W) or (N, C)
+            return x * self.weight.reshape(-1, *[1] * (x.dim() - 2))
+
+    class ChannelsLayerNorm(nn.LayerNorm):
+        """ConvNeXt's channels-first LayerNorm: over dim 1 of (N, C, H, W); (N, F) as usual."""
+
+        def forward(self, x):
+            if x.dim() == 2:
+                return super().forward(x)
+            return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    class Slice(nn.Module):
+        def __init__(self, start, stop):
+            super().__init__()
+            self.start, self.stop = start, stop
+
+        def forward(self, x):
+            return x[:, self.start : self.stop]
+
+    class Shuffle(nn.Module):
+        """torch's channel shuffle, written out so that it takes (N, C) too."""
+
+        def __init__(self, groups):
+            super().__init__()
+            self.groups = groups
+
+        def forward(self, x):
+            n, c, *rest = x.shape
+            grouped = x.reshape(n, self.groups, c // self.groups, *rest)
+            return grouped.transpose(1, 2).reshape(x.shape)
+
+    class DropPath(nn.Module):
+        """torchvision's StochasticDepth(p, "row"); `keep` (N,) replaces the random draw when
+        set (a test copies cnnc's draw into it)."""
+
+        def __init__(self, p):
+            super().__init__()
+            self.p, self.keep = p, None
+
+        def forward(self, x):
+            if not self.training or self.p == 0.0:
+                return x
+            keep = self.keep
+            if keep is None:
+                keep = torch.empty(x.shape[0], device=x.device).bernoulli_(1 - self.p)
+            scale = keep.to(x.dtype) / (1 - self.p)
+            return x * scale.reshape(-1, *[1] * (x.dim() - 1))
+
+    return Scale, ChannelsLayerNorm, Slice, Shuffle, DropPath
 
 
 def _padded(pad, pad_end, module, value=0.0):
@@ -85,6 +155,7 @@ def _module(layer, in_shapes):
     from torch import nn
 
     a, c_in = layer.attrs, in_shapes[0][0]
+    Scale, ChannelsLayerNorm, Slice, Shuffle, DropPath = _channel_modules()
     norm = nn.BatchNorm2d if len(in_shapes[0]) == 3 else nn.BatchNorm1d
     ceil = a.get("ceil") and not a.get("global")
     builders = {
@@ -115,6 +186,17 @@ def _module(layer, in_shapes):
         "DROPOUT": lambda: nn.Dropout(a["rate"]),
         "LRN": lambda: nn.LocalResponseNorm(a["size"], a["alpha"], a["beta"], a["k"]),
         "UPSAMPLE": lambda: _upsample(a, layer.shape),
+        "SILU": lambda: nn.SiLU(),
+        "HSWISH": lambda: nn.Hardswish(),
+        "HSIGMOID": lambda: nn.Hardsigmoid(),
+        "GELU": lambda: nn.GELU(approximate="tanh" if a["tanh"] else "none"),
+        "MISH": lambda: nn.Mish(),
+        "PRELU": lambda: nn.PReLU(c_in, a["init"]),
+        "SCALE": lambda: Scale(c_in, a["init"]),
+        "LN": lambda: ChannelsLayerNorm(c_in, a["eps"]),
+        "SLICE": lambda: Slice(a["from"], a["to"]),
+        "SHUFFLE": lambda: Shuffle(a["groups"]),
+        "DROPPATH": lambda: DropPath(a["rate"]),
         **_merges(),
     }  # fmt: skip
     return builders[layer.node.kind]()

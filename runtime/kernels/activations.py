@@ -1,12 +1,19 @@
-"""Activations as forward/backward pairs: RELU, RELU6, LEAKYRELU, ELU, TANH, SIGMOID, SOFTMAX.
+"""Activations as forward/backward pairs: RELU, RELU6, LEAKYRELU, ELU, TANH, SIGMOID, SOFTMAX,
+and SILU, HSWISH, HSIGMOID, GELU, MISH.
 
 A pair works on plain float32 arrays: `x_forward(out, inp, ...)` writes out, and
 `x_backward(dinp, dout, out, ...)` accumulates into dinp from the saved output alone:
 RELU y > 0, RELU6 0 < y < 6, LEAKYRELU y > 0 ? 1 : slope, ELU y > 0 ? 1 : y + alpha,
-TANH 1 - y^2, SIGMOID y(1 - y).
+TANH 1 - y^2, SIGMOID y(1 - y), HSIGMOID 0 < y < 1 ? 1/6 : 0.
+SILU, HSWISH, GELU and MISH are not invertible, so theirs read the saved input instead:
+`x_backward(dinp, dout, inp, ...)` (registry: saves "input"; `elementwise(..., reads="input")`).
+Their transcendental parts run in float64 (erf, tanh, exp, log1p): torch's float32 results
+differ from the float64 truth by less than the kernel test's 1e-4.
 Pointwise kinds get their row adapters from `elementwise`, which cuts the flat n*C*H*W range into
 one chunk per thread; SOFTMAX (over channels) cuts the n*H*W pixels.
 """
+
+import math
 
 import numpy as np
 from numba import njit
@@ -153,6 +160,102 @@ def softmax_backward(dinp, dout, out, C, HW, lo, hi):
             dinp[U(i)] += out[U(i)] * (dout[U(i)] - dot)
 
 
+@njit(**JIT)
+def silu_forward(out, inp):
+    for i in range(inp.size):
+        v = np.float64(inp[U(i)])
+        out[U(i)] = v / (1.0 + np.exp(-v))
+
+
+@njit(**JIT)
+def silu_backward(dinp, dout, inp):
+    for i in range(inp.size):
+        v = np.float64(inp[U(i)])
+        s = 1.0 / (1.0 + np.exp(-v))
+        dinp[U(i)] += dout[U(i)] * (s * (1.0 + v * (1.0 - s)))
+
+
+@njit(**JIT)
+def hswish_forward(out, inp):
+    for i in range(inp.size):
+        v = inp[U(i)]
+        out[U(i)] = 0.0 if v <= -3.0 else (v if v >= 3.0 else v * (v + 3.0) / 6.0)
+
+
+@njit(**JIT)
+def hswish_backward(dinp, dout, inp):
+    """torch's branches: 0 below -3, x/3 + 1/2 on [-3, 3], 1 above."""
+    for i in range(inp.size):
+        v = inp[U(i)]
+        if v > 3.0:
+            dinp[U(i)] += dout[U(i)]
+        elif v >= -3.0:
+            dinp[U(i)] += dout[U(i)] * (v / 3.0 + 0.5)
+
+
+@njit(**JIT)
+def hsigmoid_forward(out, inp):
+    for i in range(inp.size):
+        v = inp[U(i)]
+        out[U(i)] = 0.0 if v <= -3.0 else (1.0 if v >= 3.0 else (v + 3.0) / 6.0)
+
+
+@njit(**JIT)
+def hsigmoid_backward(dinp, dout, out):
+    for i in range(out.size):
+        v = out[U(i)]
+        if v > 0.0 and v < 1.0:
+            dinp[U(i)] += dout[U(i)] * np.float32(1.0 / 6.0)
+
+
+_SQRT_HALF, _INV_SQRT_2PI = math.sqrt(0.5), 1.0 / math.sqrt(2.0 * math.pi)
+_TANH_K, _TANH_C = math.sqrt(2.0 / math.pi), 0.044715
+
+
+@njit(**JIT)
+def gelu_forward(out, inp, tanh):
+    for i in range(inp.size):
+        v = np.float64(inp[U(i)])
+        if tanh:
+            out[U(i)] = 0.5 * v * (1.0 + math.tanh(_TANH_K * (v + _TANH_C * v * v * v)))
+        else:
+            out[U(i)] = 0.5 * v * (1.0 + math.erf(v * _SQRT_HALF))
+
+
+@njit(**JIT)
+def gelu_backward(dinp, dout, inp, tanh):
+    for i in range(inp.size):
+        v = np.float64(inp[U(i)])
+        if tanh:
+            t = math.tanh(_TANH_K * (v + _TANH_C * v * v * v))
+            d = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * _TANH_K * (1.0 + 3 * _TANH_C * v * v)
+        else:
+            d = 0.5 * (1.0 + math.erf(v * _SQRT_HALF)) + v * _INV_SQRT_2PI * math.exp(-0.5 * v * v)
+        dinp[U(i)] += dout[U(i)] * d
+
+
+@njit(**JIT)
+def _softplus(v):
+    return max(v, 0.0) + math.log1p(math.exp(-abs(v)))
+
+
+@njit(**JIT)
+def mish_forward(out, inp):
+    for i in range(inp.size):
+        v = np.float64(inp[U(i)])
+        out[U(i)] = v * math.tanh(_softplus(v))
+
+
+@njit(**JIT)
+def mish_backward(dinp, dout, inp):
+    """d/dx x tanh(sp(x)) = tanh(sp) + x sigmoid(x) (1 - tanh(sp)^2)."""
+    for i in range(inp.size):
+        v = np.float64(inp[U(i)])
+        t = math.tanh(_softplus(v))
+        s = 1.0 / (1.0 + math.exp(-v))
+        dinp[U(i)] += dout[U(i)] * (t + v * s * (1.0 - t * t))
+
+
 # ------------------------------------------------------------------------------- row adapters
 def _no_floats(frow):
     return ()
@@ -186,9 +289,18 @@ def _row_backward(A, P, G, S, W, row, frow, n, training, seed):
     run_backward(nchunks(m, m), (A, row[abi.OUT] * n, row[abi.DOUT] * n, dx * n, m, frow))  # noqa: F821
 
 
-def elementwise(kind: str, forward, backward):
-    """The (forward, backward) row adapters of a pointwise kind whose backward reads its output;
-    the kind's float attributes (at most one) are passed to the pair after the arrays."""
+def _row_backward_from_input(A, P, G, S, W, row, frow, n, training, seed):
+    x, dx, C, H, Wd = inp(row, 0)
+    if dx < 0:
+        return
+    m = n * C * H * Wd
+    run_backward(nchunks(m, m), (A, x * n, row[abi.DOUT] * n, dx * n, m, frow))  # noqa: F821
+
+
+def elementwise(kind: str, forward, backward, reads: str = "output"):
+    """The (forward, backward) row adapters of a pointwise kind whose backward reads its output
+    (or its input: `reads="input"`); the kind's float attributes (at most one) are passed to the
+    pair after the arrays."""
     name, offsets = kind.lower(), abi.float_offsets(kind)
     if len(offsets) > 1:
         raise ValueError(f"{kind}: elementwise adapters pass at most one float attribute")
@@ -207,7 +319,11 @@ def elementwise(kind: str, forward, backward):
     run_backward = parallel_chunks(f"{name}_backward_chunks", backward_chunk)
     return (
         specialise(_row_forward, f"{name}_row_forward", run_forward=run_forward),
-        specialise(_row_backward, f"{name}_row_backward", run_backward=run_backward),
+        specialise(
+            _row_backward if reads == "output" else _row_backward_from_input,
+            f"{name}_row_backward",
+            run_backward=run_backward,
+        ),
     )
 
 
@@ -217,6 +333,11 @@ LEAKYRELU = elementwise("LEAKYRELU", leakyrelu_forward, leakyrelu_backward)
 ELU = elementwise("ELU", elu_forward, elu_backward)
 TANH = elementwise("TANH", tanh_forward, tanh_backward)
 SIGMOID = elementwise("SIGMOID", sigmoid_forward, sigmoid_backward)
+SILU = elementwise("SILU", silu_forward, silu_backward, reads="input")
+HSWISH = elementwise("HSWISH", hswish_forward, hswish_backward, reads="input")
+HSIGMOID = elementwise("HSIGMOID", hsigmoid_forward, hsigmoid_backward)
+GELU = elementwise("GELU", gelu_forward, gelu_backward, reads="input")
+MISH = elementwise("MISH", mish_forward, mish_backward, reads="input")
 
 
 @njit(**JIT)

@@ -1,4 +1,5 @@
-"""BN (batch normalisation) and LRN (local response normalisation across channels) as pairs.
+"""BN (batch normalisation), LRN (local response normalisation across channels) and LN (layer
+normalisation over channels) as pairs.
 
 BN works per channel on (N, C, HW) arrays: `bn_forward` / `bn_backward` take channels [lo, hi)
 and the row adapter gives each thread a chunk of channels. Sums are in float64 with a two-pass
@@ -13,6 +14,13 @@ LRN (torch.nn.LocalResponseNorm): b_c = a_c * s_c^-beta, s_c = k + alpha/size * 
 c' in [c - size//2, c + (size-1)//2]. `lrn_forward` / `lrn_backward` take samples [lo, hi) of
 (N, C, HW) arrays. Forward accumulates the window sums in the output, then scales; backward
 recomputes s per pixel into a small per-call scratch column.
+
+LN (ConvNeXt's channels-first LayerNorm; a flat vector, seen as (F, 1, 1), is one pixel) normalises
+the C channels of each pixel by their mean and biased variance, then scales and shifts per
+channel. `ln_forward` / `ln_backward` take pixels [lo, hi) of the (N, HW) grid; backward
+recomputes the statistics from the input. Threads share the channels, so each chunk past the
+first sums its dweight and dbias into its workspace slot (W[c * row[WS]:], 2C floats), and the
+adapter adds the slots into G in chunk order after the parallel part.
 """
 
 import numpy as np
@@ -25,6 +33,7 @@ from .config import JIT
 
 BN_FLOAT = abi.float_offsets("BN")
 LRN_ROW, LRN_FLOAT = abi.int_offsets("LRN"), abi.float_offsets("LRN")
+LN_FLOAT = abi.float_offsets("LN")
 
 
 # ------------------------------------------------------------------------------------------ BN
@@ -143,6 +152,56 @@ def lrn_backward(dinp, dout, inp, C, HW, size, alpha, beta, k, lo, hi):
                 dinp[U(i)] += dout[U(i)] * sc[j] ** -beta - 2.0 * a * beta * inp[U(i)] * q
 
 
+# ------------------------------------------------------------------------------------------ LN
+@njit(**JIT)
+def _ln_stats(inp, b, C, HW, eps):
+    """Mean and 1/std over the C channels of the pixel at b (channel stride HW), in float64."""
+    s = 0.0
+    for c in range(C):
+        s += inp[U(b + c * HW)]
+    mean = s / C
+    v = 0.0
+    for c in range(C):
+        d = inp[U(b + c * HW)] - mean
+        v += d * d
+    return mean, 1.0 / np.sqrt(v / C + eps)
+
+
+@njit(**JIT)
+def ln_forward(out, inp, weight, bias, C, HW, eps, lo, hi):
+    for q in range(lo, hi):
+        b = (q // HW) * C * HW + q % HW
+        mean, invstd = _ln_stats(inp, b, C, HW, eps)
+        for c in range(C):
+            i = b + c * HW
+            out[U(i)] = (inp[U(i)] - mean) * invstd * weight[c] + bias[c]
+
+
+@njit(**JIT)
+def ln_backward(dinp, dweight, dbias, dout, inp, weight, C, HW, eps, lo, hi):
+    """dx = invstd (g - mean(g) - xhat mean(g xhat)), g = dy * weight; dinp may be empty."""
+    for q in range(lo, hi):
+        b = (q // HW) * C * HW + q % HW
+        mean, invstd = _ln_stats(inp, b, C, HW, eps)
+        sg, sgx = 0.0, 0.0
+        for c in range(C):
+            i = b + c * HW
+            xhat = (inp[U(i)] - mean) * invstd
+            dy = np.float64(dout[U(i)])
+            dweight[c] += dy * xhat
+            dbias[c] += dy
+            g = dy * weight[c]
+            sg += g
+            sgx += g * xhat
+        if dinp.size == 0:
+            continue
+        sg, sgx = sg / C, sgx / C
+        for c in range(C):
+            i = b + c * HW
+            xhat = (inp[U(i)] - mean) * invstd
+            dinp[U(i)] += invstd * (dout[U(i)] * weight[c] - sg - xhat * sgx)
+
+
 # ------------------------------------------------------------------------------- row adapters
 @njit(**JIT)
 def _bn_state(state, C):
@@ -241,5 +300,50 @@ def lrn_row_backward(A, P, G, S, W, row, frow, n, training, seed):
     _lrn_backward_chunks(nchunks(size * m, n), (n, dinp, dout, xs, C, H * Wd, size, alpha, beta, k))
 
 
+@njit(**JIT)
+def _ln_forward_chunk(c, nch, pixels, out, inp, weight, bias, C, HW, eps):
+    lo, hi = chunk(c, nch, pixels)
+    ln_forward(out, inp, weight, bias, C, HW, eps, lo, hi)
+
+
+@njit(**JIT)
+def _ln_backward_chunk(c, nch, pixels, dinp, grads, W, ws, dout, inp, weight, C, HW, eps):
+    lo, hi = chunk(c, nch, pixels)
+    if c > 0:  # chunk 0 accumulates straight into G, the others into their slots
+        grads = W[c * ws : c * ws + 2 * C]
+        grads[:] = 0.0
+    ln_backward(dinp, grads[:C], grads[C:], dout, inp, weight, C, HW, eps, lo, hi)
+
+
+_ln_forward_chunks = parallel_chunks("ln_forward_chunks", _ln_forward_chunk)
+_ln_backward_chunks = parallel_chunks("ln_backward_chunks", _ln_backward_chunk)
+
+
+@njit(**JIT)
+def ln_row_forward(A, P, G, S, W, row, frow, n, training, seed):
+    x, _, C, H, Wd = inp(row, 0)
+    y, po, m, pixels = row[abi.OUT] * n, row[abi.PARAM], n * C * H * Wd, n * H * Wd
+    args = (A[y : y + m], A[x * n : x * n + m], P[po : po + C], P[po + C : po + 2 * C], C, H * Wd)
+    _ln_forward_chunks(nchunks(4 * m, pixels), (pixels, *args, frow[LN_FLOAT.eps]))
+
+
+@njit(**JIT)
+def ln_row_backward(A, P, G, S, W, row, frow, n, training, seed):
+    x, dx, C, H, Wd = inp(row, 0)
+    dy, po, m, pixels = row[abi.DOUT] * n, row[abi.PARAM], n * C * H * Wd, n * H * Wd
+    ws = row[abi.WS]
+    if W.size < ws:
+        raise ValueError("LN: the workspace W is smaller than row[WS]")
+    nch = min(nchunks(8 * m, pixels), W.size // ws)  # at most one chunk per workspace slot
+    dinp = A[dx * n : dx * n + m] if dx >= 0 else A[:0]
+    grads = G[po : po + 2 * C]
+    args = (dinp, grads, W, ws, A[dy : dy + m], A[x * n : x * n + m], P[po : po + C], C, H * Wd)
+    _ln_backward_chunks(nch, (pixels, *args, frow[LN_FLOAT.eps]))
+    for t in range(1, nch):
+        for i in range(2 * C):
+            grads[i] += W[t * ws + i]
+
+
 BN = bn_row_forward, bn_row_backward
 LRN = lrn_row_forward, lrn_row_backward
+LN = ln_row_forward, ln_row_backward

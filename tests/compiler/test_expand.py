@@ -175,7 +175,7 @@ def test_concat_of_many_and_merge_inputs_in_order():
         ("FC 4/0", (2, 4), "division by zero: 4 / 0", None),
         ("FC 100000000000*100000000000", (2, 4), "this number is out of range", None),
         ("LEAKYRELU 1e400", (2, 11), "this number is out of range", None),
-        ("RELU(a, b)", (2, 1), "`RELU(...)` is not a merge; merges are ADD, CONCAT", None),
+        ("RELU(a, b)", (2, 1), "`RELU(...)` is not a merge; merges are MUL, ADD, CONCAT", None),
         ("CONV 2@1x1 -> a\nADD(a)", (3, 1), "ADD needs at least two inputs", "`ADD(a, b)`"),
         ("CONV 2@1x1 -> ADD", (2, 15), "ADD merges named branches: write `ADD(a, b)`", None),
         ("ADD(a, in) -> FC 3", (2, 5), "`a` is not defined here (defined: in)", None),

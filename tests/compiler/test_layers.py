@@ -63,6 +63,10 @@ EVERY_KIND = {  # kinds whose bare keyword is not enough, or worth a richer case
     "UPSAMPLE": "UPSAMPLE 2",
     "ADD": "a\na -> CONV 6@1x1 -> b\nADD(a, b)",
     "CONCAT": "a\na -> CONV 6@1x1 -> b\nCONCAT(a, b)",
+    "MUL": "a\na -> POOL avg global -> CONV 6@1x1 -> HSIGMOID -> g\nMUL(a, g)",
+    "SLICE": "SLICE from=1 to=4",
+    "SHUFFLE": "SHUFFLE 3",
+    "DROPPATH": "DROPPATH 0.2",
 }
 
 
@@ -104,6 +108,15 @@ def test_shape_rules_are_pure_and_resolve_every_kernel_attribute(kind):
         "LRN 3 alpha=0.0002",
         "UPSAMPLE 2x3",
         "RELU",
+        "GELU tanh",
+        "GELU",
+        "PRELU init=0.1",
+        "SCALE init=1e-06",
+        "LN eps=1e-06",
+        "SLICE from=2 to=5",
+        "SLICE to=3",
+        "SHUFFLE 3",
+        "DROPPATH 0.1",
     ],
 )
 def test_describe_writes_what_the_author_wrote(text):
@@ -143,6 +156,12 @@ def test_describe_writes_what_the_author_wrote(text):
         ("UPSAMPLE", "3x4x5", (3, 8, 10)),
         ("UPSAMPLE 3x1", "3x4x5", (3, 12, 5)),
         ("BN", "5", (5, 1, 1)),
+        ("SLICE from=2 to=5", "6x4x4", (3, 4, 4)),
+        ("SLICE from=2", "6x4x4", (4, 4, 4)),
+        ("FC 8 -> SLICE to=3", "6x4x4", (3,)),
+        ("SHUFFLE 2", "6x4x4", (6, 4, 4)),
+        ("LN", "6x4x4", (6, 4, 4)),
+        ("FC 8 -> LN", "6x4x4", (8,)),
         ("FC 4 -> BN", "5", (4,)),
     ],
 )
@@ -201,6 +220,22 @@ def test_a_window_that_does_not_divide_evenly_records_its_arithmetic():
         ("DROPOUT 1", "1x8x8", "DROPOUT must be in [0, 1), but is 1", None),
         ("BN eps=0", "1x8x8", "BN eps must be positive", None),
         ("BN momentum=2", "1x8x8", "BN momentum must be in [0, 1]", None),
+        ("DROPPATH 1", "1x8x8", "DROPPATH must be in [0, 1), but is 1", None),
+        ("LN eps=0", "1x8x8", "LN eps must be positive", None),
+        (
+            "SLICE from=2 to=9",
+            "6x8x8",
+            "SLICE takes channels [from, to) of its input, but `to=9` is past the 6 channels",
+            "0 <= from < to <= 6",
+        ),
+        ("SLICE from=4 to=4", "6x8x8", "`from=4` is not below `to=4`", None),
+        ("SLICE from=6", "6x8x8", "`from=6` is not below `to=6`", None),
+        (
+            "SHUFFLE 4",
+            "6x8x8",
+            "SHUFFLE 4 splits the channels into 4 groups, but 6 channels do not divide by 4",
+            "(e.g. 2, 3, 6)",
+        ),
     ],
 )
 def test_shape_rule_errors(text, shape, message, fix):
@@ -209,6 +244,24 @@ def test_shape_rule_errors(text, shape, message, fix):
     assert diagnostic.fix, "every mistake suggests a fix"
     if fix is not None:
         assert fix in diagnostic.fix
+
+
+def test_mul_takes_one_shape_or_a_gate_per_channel():
+    se = "in -> POOL avg global -> b\n"
+    assert layer(se + "MUL(in, b)", "3x8x8").shape == (3, 8, 8)
+    assert layer(se + "MUL(b, in)", "3x8x8").shape == (3, 8, 8)  # the gate may come first
+    assert layer("in -> POOL avg global -> FC 3 -> g\nMUL(in, g)", "3x8x8").shape == (3, 8, 8)
+    assert layer("CONV 3@1x1 -> b\nMUL(in, b)", "3x8x8").shape == (3, 8, 8)
+    wrong = shape_error("in -> POOL avg global -> FC 4 -> g\nMUL(in, g)", "3x8x8")
+    assert wrong.message == (
+        "MUL needs two tensors of one shape, or a Cx1x1 gate with the other's channels, "
+        "but gets 3x8x8 and 4"
+    )
+    assert "give the gate 3 channels (`CONV 3@1x1` or `FC 3`)" in wrong.fix
+    sizes = shape_error("in -> POOL max 2x2 -> b\nMUL(in, b)", "3x8x8")
+    assert "3x8x8 and 3x4x4" in sizes.message and "POOL avg global" in sizes.fix
+    three = shape_error("MUL(in, in, in)", "3x8x8")
+    assert three.message == "MUL multiplies two tensors, but gets 3"
 
 
 def test_merge_errors():
@@ -245,6 +298,22 @@ def test_merge_errors():
         ("POOL max 2x2", "5x4x4", {}, {}, 0),
         ("RELU", "5x4x4", {}, {}, 0),
         ("UPSAMPLE", "5x4x4", {}, {}, 0),
+        # issue 9's kinds, counted as torchinfo counts nn.PReLU(C), a channels-first
+        # nn.LayerNorm(C), ConvNeXt's layer scale (C) and the rest (no parameters, no MACs)
+        ("PRELU", "5x4x4", {"weight": (5,)}, {}, 0),
+        ("FC 7 -> PRELU", "5x4x4", {"weight": (7,)}, {}, 0),  # a slope per feature
+        ("LN", "5x4x4", {"weight": (5,), "bias": (5,)}, {}, 0),
+        ("FC 7 -> LN", "5x4x4", {"weight": (7,), "bias": (7,)}, {}, 0),
+        ("SCALE init=1e-6", "5x4x4", {"weight": (5,)}, {}, 0),
+        ("SILU", "5x4x4", {}, {}, 0),
+        ("HSWISH", "5x4x4", {}, {}, 0),
+        ("HSIGMOID", "5x4x4", {}, {}, 0),
+        ("GELU tanh", "5x4x4", {}, {}, 0),
+        ("MISH", "5x4x4", {}, {}, 0),
+        ("SLICE to=2", "5x4x4", {}, {}, 0),
+        ("SHUFFLE 5", "5x4x4", {}, {}, 0),
+        ("DROPPATH 0.1", "5x4x4", {}, {}, 0),
+        ("in -> POOL avg global -> g\nMUL(in, g)", "5x4x4", {}, {}, 0),
     ],
 )
 def test_params_buffers_and_macs(text, shape, params, buffers, macs):
@@ -469,3 +538,29 @@ def test_bn_global_pool_and_upsample_match_pytorch(c, h, w, scale):
     assert ours(f"UPSAMPLE {scale[0]}x{scale[1]}", c, h, w) == theirs(
         lambda: torch.nn.Upsample(scale_factor=scale, mode="nearest"), c, h, w
     )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SILU",
+        "HSWISH",
+        "HSIGMOID",
+        "GELU",
+        "GELU tanh",
+        "MISH",
+        "PRELU",
+        "SCALE init=1e-6",
+        "LN eps=1e-6",
+        "SLICE from=1 to=3",
+        "SHUFFLE 2",
+        "DROPPATH 0.2",
+    ],
+)
+def test_todays_layers_count_as_their_torch_twins(text):
+    """Shape, parameters and MACs as torch counts its modules (nn.PReLU(C), nn.LayerNorm(C),
+    ...): activations, LN and SCALE have no MACs."""
+    from cnnc.runtime import to_torch
+
+    found = layer(text, "4x5x6")
+    assert ours(text, 4, 5, 6) == theirs(lambda: to_torch._module(found, [(4, 5, 6)]), 4, 5, 6)

@@ -449,7 +449,49 @@ def ref_forward(kind, xs, ps, a, ctx):
         return sum(xs)
     if kind == "CONCAT":
         return np.concatenate(xs, axis=1)
+    if kind == "PRELU":
+        return np.where(x > 0, x, ps[0][:, None, None] * x)
+    if kind == "SCALE":
+        return x * ps[0][:, None, None]
+    if kind == "MUL":
+        return xs[0] * xs[1]  # numpy broadcasts a (n, C, 1, 1) gate over the pixels
+    if kind == "LN":
+        return ln_ref(x, ps[0], ps[1], a["eps"])
+    if kind == "SLICE":
+        return x[:, a["from"] : a["to"]]
+    if kind == "SHUFFLE":
+        g, (c, h, w) = a["groups"], x.shape[1:]
+        return x.reshape(n, g, c // g, h, w).transpose(0, 2, 1, 3, 4).reshape(x.shape)
+    if kind == "DROPPATH":
+        return x * ctx["scale"][:, None, None, None] if ctx["training"] else x
     raise KeyError(kind)
+
+
+def ln_ref(x, gamma, beta, eps):
+    """LayerNorm over the channels of each pixel (axis 1), biased variance."""
+    mean, var = x.mean(axis=1, keepdims=True), x.var(axis=1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * gamma[:, None, None] + beta[:, None, None]
+
+
+def ln_ref_grad(x, gamma, eps, dy):
+    """The chain rule through the per-pixel mean and variance."""
+    c = x.shape[1]
+    mean, var = x.mean(axis=1, keepdims=True), x.var(axis=1, keepdims=True)
+    inv = 1 / np.sqrt(var + eps)
+    xhat = (x - mean) * inv
+    dxhat = dy * gamma[:, None, None]
+    dvar = (dxhat * (x - mean)).sum(axis=1, keepdims=True) * -0.5 * inv**3
+    dmean = -(dxhat * inv).sum(axis=1, keepdims=True) + dvar * -2 * (x - mean).mean(
+        axis=1, keepdims=True
+    )
+    dx = dxhat * inv + dvar * 2 * (x - mean) / c + dmean / c
+    return dx, (dy * xhat).sum(axis=(0, 2, 3)), dy.sum(axis=(0, 2, 3))
+
+
+def _unbroadcast(grad, shape):
+    """Sum a gradient over the axes a broadcast input was repeated along."""
+    axes = tuple(i for i, (g, s) in enumerate(zip(grad.shape, shape, strict=True)) if s != g)
+    return grad.sum(axis=axes, keepdims=True)
 
 
 def ref_backward(kind, xs, ps, a, ctx, dy):
@@ -492,4 +534,24 @@ def ref_backward(kind, xs, ps, a, ctx, dy):
     if kind == "CONCAT":
         cuts = np.cumsum([t.shape[1] for t in xs])[:-1]
         return np.split(dy, cuts, axis=1), []
+    if kind == "PRELU":
+        slope = ps[0][:, None, None]
+        return [np.where(x > 0, dy, slope * dy)], [(np.where(x > 0, 0, x) * dy).sum((0, 2, 3))]
+    if kind == "SCALE":
+        return [dy * ps[0][:, None, None]], [(dy * x).sum(axis=(0, 2, 3))]
+    if kind == "MUL":
+        a, b = xs
+        return [_unbroadcast(dy * b, a.shape), _unbroadcast(dy * a, b.shape)], []
+    if kind == "LN":
+        dx, dg, db = ln_ref_grad(x, ps[0], a["eps"], dy)
+        return [dx], [dg, db]
+    if kind == "SLICE":
+        dx = np.zeros_like(x)
+        dx[:, a["from"] : a["to"]] = dy
+        return [dx], []
+    if kind == "SHUFFLE":
+        g, (c, h, w) = a["groups"], x.shape[1:]
+        return [dy.reshape(n, c // g, g, h, w).transpose(0, 2, 1, 3, 4).reshape(x.shape)], []
+    if kind == "DROPPATH":
+        return [dy * ctx["scale"][:, None, None, None] if ctx["training"] else dy], []
     raise KeyError(kind)

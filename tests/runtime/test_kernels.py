@@ -9,6 +9,7 @@ case: `test_every_kind_has_a_case` fails for a kind without.
 
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from kernel_harness import ref_forward as _ref_forward
 
 from cnnc.compiler.layers import KINDS
 from cnnc.runtime.kernels import loss
+from cnnc.runtime.kernels.droppath import sample_scale
 from cnnc.runtime.table import BACKWARD, FORWARD, KERNELS, KIND_ORDER
 
 
@@ -77,7 +79,44 @@ POINTWISE = {
         lambda x, a: np.exp(-x) / (1 + np.exp(-x)) ** 2,
         lambda F, x, a: F.sigmoid(x),
     ),
+    "SILU": (
+        lambda x, a: x / (1 + np.exp(-x)),
+        lambda x, a: (1 + np.exp(-x) + x * np.exp(-x)) / (1 + np.exp(-x)) ** 2,
+        lambda F, x, a: F.silu(x),
+    ),
+    "HSWISH": (
+        lambda x, a: x * np.clip(x + 3, 0, 6) / 6,
+        lambda x, a: np.where(x < -3, 0, np.where(x <= 3, x / 3 + 0.5, 1)),
+        lambda F, x, a: F.hardswish(x),
+    ),
+    "HSIGMOID": (
+        lambda x, a: np.clip(x + 3, 0, 6) / 6,
+        lambda x, a: ((x > -3) & (x < 3)) / 6,
+        lambda F, x, a: F.hardsigmoid(x),
+    ),
+    "GELU": (
+        lambda x, a: _gelu(x, a["tanh"])[0],
+        lambda x, a: _gelu(x, a["tanh"])[1],
+        lambda F, x, a: F.gelu(x, approximate="tanh" if a["tanh"] else "none"),
+    ),
+    "MISH": (
+        lambda x, a: x * np.tanh(np.logaddexp(0, x)),
+        lambda x, a: (
+            np.tanh(np.logaddexp(0, x)) + x / (1 + np.exp(-x)) / np.cosh(np.logaddexp(0, x)) ** 2
+        ),
+        lambda F, x, a: F.mish(x),
+    ),
 }
+
+
+def _gelu(x, tanh):
+    """GELU and its derivative: x Phi(x) by erf, or by torch's tanh approximation."""
+    if tanh:
+        k, c = np.sqrt(2 / np.pi), 0.044715
+        t = np.tanh(k * (x + c * x**3))
+        return 0.5 * x * (1 + t), 0.5 * (1 + t) + 0.5 * x * (1 - t**2) * k * (1 + 3 * c * x**2)
+    phi = np.vectorize(math.erf)(x / np.sqrt(2))
+    return 0.5 * x * (1 + phi), 0.5 * (1 + phi) + x * np.exp(-(x**2) / 2) / np.sqrt(2 * np.pi)
 
 
 def ref_forward(kind, xs, ps, a, ctx):
@@ -175,6 +214,39 @@ CASES = (
     case("CONCAT", ["2x3x4", "1x3x4", "3x3x4"]),
     case("CONCAT", ["4x5x5", "2x5x5"], need_dx=[False, True]),
     case("CONCAT", ["8x16x16", "8x16x16", "16x16x16"]),
+    case("SILU", SMALL),
+    case("SILU", BIG),
+    case("HSWISH", SMALL),
+    case("HSWISH", BIG),
+    case("HSIGMOID", SMALL),
+    case("HSIGMOID", BIG),
+    case("GELU", SMALL),
+    case("GELU tanh", SMALL),
+    case("GELU", BIG),
+    case("MISH", SMALL),
+    case("MISH", BIG),
+    case("PRELU", SMALL),
+    case("PRELU", "7"),  # a flat vector: a slope per feature
+    case("PRELU", BIG, need_dx=[False]),
+    case("SCALE", SMALL),
+    case("SCALE init=1e-6", "5"),
+    case("SCALE", BIG),
+    case("MUL", [SMALL, SMALL]),  # full shapes
+    case("MUL", ["6x4x5", "6x1x1"]),  # squeeze-and-excitation: a Cx1x1 gate
+    case("MUL", ["3x1x1", "3x4x4"], need_dx=[True, False]),  # the gate first
+    case("MUL", ["5x3x3", "5"], need_dx=[False, True]),  # a flat gate, from an FC
+    case("MUL", [BIG, "8x1x1"]),
+    case("LN", "6x4x5"),
+    case("LN eps=1e-6", "10"),  # a flat vector: over all of it
+    case("LN", "16x48x48"),  # parallel backward: per-thread parameter-gradient slots
+    case("SLICE from=1 to=3", "4x3x5"),
+    case("SLICE from=2", "5x2x2"),  # to the last channel
+    case("SLICE to=3", "6"),
+    case("SHUFFLE 2", "6x3x4"),
+    case("SHUFFLE 3", "6x1x1"),
+    case("SHUFFLE 4", BIG),
+    case("DROPPATH 0.5", SMALL),
+    case("DROPPATH 0.2", BIG),
 )
 
 
@@ -191,7 +263,7 @@ def ids(cases) -> list[str]:
 
 def modes(kind):
     """(training,) variants to test: BN and DROPOUT behave differently in inference."""
-    return (True, False) if kind in ("BN", "DROPOUT") else (True,)
+    return (True, False) if kind in ("BN", "DROPOUT", "DROPPATH") else (True,)
 
 
 def close(actual, expected, what, rtol=1e-4):
@@ -211,8 +283,10 @@ def bn_saved(st, state=None):
     return state[2 * c : 4 * c].reshape(2, c)
 
 
-def ctx_of(st, training, state0=None):
+def ctx_of(st, training, state0=None, seed=0):
     ctx = {"training": training, "out": st.out_shape}
+    if st.kind == "DROPPATH":
+        ctx["scale"] = np.array([sample_scale(seed, s, st.attrs["rate"]) for s in range(st.n)])
     if st.kind == "BN":
         running = st.buffers(state0)
         ctx["rm"] = running["running_mean"].astype(np.float64)
@@ -252,7 +326,7 @@ def check_step(c: Case, n, training, seed=0):
 
     xs = [st.x(j).astype(np.float64) for j in range(len(c.ins))]
     ps = [p.astype(np.float64) for p in st.params()]
-    ctx = ctx_of(st, training, state0)
+    ctx = ctx_of(st, training, state0, seed)
     close(st.y(), ref_forward(kind, xs, ps, st.attrs, ctx), f"{kind} forward")
     writable = regions(st, "forward")
     assert np.array_equal(st.A[~writable], A0[~writable]), f"{kind} forward wrote outside y"
@@ -344,6 +418,8 @@ def test_reference_gradient_matches_finite_differences(c):
             ps[0] = rng.uniform(0.5, 1.5, ps[0].shape)
         if kind == "DROPOUT":
             ctx["mask"] = (rng.random((n, *ins[0])) > 0.5) * 2.0
+        if kind == "DROPPATH":
+            ctx["scale"] = np.array([0.0, 1 / (1 - a["rate"])])
         dy = rng.standard_normal((n, *out))
 
         def loss_of(xs=xs, ps=ps, ctx=ctx, dy=dy):
@@ -393,7 +469,7 @@ def torch_pool(F, torch, x, a):
 
 # Dropout masks differ from torch's by design (checked against the stored mask above); torch
 # checks dropout's inference path only.
-TORCH_MODES = {"BN": (True, False), "DROPOUT": (False,)}
+TORCH_MODES = {"BN": (True, False), "DROPOUT": (False,), "DROPPATH": (False,)}
 
 
 def torch_forward(F, torch, kind, xs, ps, a, training, state):
@@ -435,6 +511,21 @@ def torch_forward(F, torch, kind, xs, ps, a, training, state):
         return sum(xs[1:], xs[0])
     if kind == "CONCAT":
         return torch.cat(xs, dim=1)
+    if kind == "PRELU":
+        return F.prelu(x, ps[0])
+    if kind == "SCALE":
+        return x * ps[0][:, None, None]
+    if kind == "MUL":
+        return xs[0] * xs[1]
+    if kind == "LN":
+        y = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], ps[0], ps[1], a["eps"])
+        return y.permute(0, 3, 1, 2)
+    if kind == "SLICE":
+        return x[:, a["from"] : a["to"]]
+    if kind == "SHUFFLE":
+        return F.channel_shuffle(x, a["groups"])
+    if kind == "DROPPATH":
+        return x  # inference: the identity (training masks are checked by their own tests)
     raise KeyError(kind)
 
 
@@ -511,6 +602,39 @@ def test_dropout_inference_is_identity():
     np.testing.assert_array_equal(st.y(), st.x())
 
 
+def test_droppath_drops_whole_samples_deterministically():
+    p, n = 0.3, 400
+    st = Step(f"DROPPATH {p}", SMALL, n=n, rng=np.random.default_rng(3))
+    st.run(training=True, seed=7)
+    x, y = st.x().reshape(n, -1), st.y().reshape(n, -1)
+    dropped = (y == 0).all(axis=1)
+    np.testing.assert_allclose(y[~dropped], x[~dropped] / (1 - p), rtol=1e-6)
+    assert abs(dropped.mean() - p) < 0.07, dropped.mean()
+    again = Step(f"DROPPATH {p}", SMALL, n=n, rng=np.random.default_rng(3))
+    again.run(training=True, seed=7)
+    np.testing.assert_array_equal(again.y(), st.y())
+    other = Step(f"DROPPATH {p}", SMALL, n=n, rng=np.random.default_rng(3))
+    other.run(training=True, seed=8)
+    assert (other.y().reshape(n, -1) == 0).all(axis=1).tolist() != dropped.tolist()
+    st.run(training=False)
+    np.testing.assert_array_equal(st.y(), st.x())  # inference: the identity
+
+
+def test_droppath_draw_does_not_depend_on_thread_count():
+    before = numba.get_num_threads()
+    runs = []
+    for threads in (1, before):
+        numba.set_num_threads(threads)
+        try:
+            st = Step("DROPPATH 0.5", BIG, n=128, rng=np.random.default_rng(5))  # parallel
+            st.run(training=True, seed=11)
+            st.run(backward=True, training=True, seed=11)
+        finally:
+            numba.set_num_threads(before)
+        runs.append(st.A.copy())
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
 # ------------------------------------------------------------------- threads and partitions
 
 PARTITIONED = [
@@ -519,6 +643,7 @@ PARTITIONED = [
     the_case("DECONV 5@3x3 s2"),
     the_case("FC 120"),
     the_case("BN", "16x16x16"),
+    the_case("LN", "16x48x48"),
 ]
 
 

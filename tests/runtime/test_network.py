@@ -55,7 +55,8 @@ def relative_error(actual, expected, floor: float = 1e-12) -> float:
     return float(np.abs(actual - expected).max() / max(np.abs(expected).max(), floor))
 
 
-def compare_with_torch(text: str, batch: int = 3, tolerance: float = 1e-4):
+def compare_with_torch(text: str, batch: int = 3, tolerance: float = 1e-4, prepare=None):
+    """`prepare(module, net)`, if given, runs between cnnc's training step and torch's."""
     torch = pytest.importorskip("torch")
     from cnnc.runtime import to_torch
 
@@ -70,6 +71,8 @@ def compare_with_torch(text: str, batch: int = 3, tolerance: float = 1e-4):
     assert relative_error(net.forward(x), expected) < tolerance
 
     loss, _ = net.loss_and_grad(x, y)
+    if prepare is not None:
+        prepare(module, net)
     module.train()
     output = module(torch.from_numpy(x).double()).reshape(batch, -1)
     labels = torch.from_numpy(y)
@@ -103,6 +106,44 @@ def test_small_zoo_specs_match_torch(name):
         pytest.skip(f"{path.name} is not in the zoo")
     text = path.read_text().replace("DROPOUT", "DROPOUT 0.0 #")  # masks are not comparable
     compare_with_torch(text, batch=2)
+
+
+MODERN = """input 3x8x8
+    CONV 8@3x3 p1 -> LN eps=1e-6 -> PRELU -> x
+    x -> POOL avg global -> CONV 4@1x1 -> SILU -> CONV 8@1x1 -> HSIGMOID -> gate
+    MUL(x, gate) -> SCALE init=0.5 -> DROPPATH 0.5 -> branch
+    ADD(x, branch) -> GELU -> y
+    y -> POOL avg global -> FC 4 -> HSWISH -> FC 8 -> SIGMOID -> flat_gate
+    MUL(flat_gate, y) -> GELU tanh -> SLICE from=2 to=6 -> SHUFFLE 2 -> MISH -> z
+    y -> SLICE to=2 -> w
+    CONCAT(z, w) -> POOL avg global -> FC 6 -> PRELU -> LN -> FC 5"""
+
+
+def test_modern_blocks_match_torch():
+    """Squeeze-and-excitation (conv and FC gates), LN, SCALE, DROPPATH, PRELU and the new
+    activations, forward and every gradient, with torch's DropPath given cnnc's per-sample draw."""
+    from cnnc.runtime.kernels.droppath import sample_scale
+
+    batch, kept = 4, []
+
+    def copy_droppath_draw(module, net):
+        import torch
+
+        (index,) = [i for i, step in enumerate(net.plan.steps) if step.kind == "DROPPATH"]
+        scales = [sample_scale(net._seed() + index, s, 0.5) for s in range(batch)]
+        kept.extend(bool(k) for k in scales)
+        module.layers["droppath1"].keep = torch.tensor(kept, dtype=torch.float64)
+
+    compare_with_torch(MODERN, batch=batch, prepare=copy_droppath_draw)
+    assert True in kept and False in kept  # the draw dropped a branch and kept one
+
+
+def test_prelu_and_scale_start_at_their_declared_values():
+    _, net = build("input 3x4x4\nPRELU -> SCALE init=1e-6 -> PRELU init=0.1 -> FC 2", batch=1)
+    params = net.parameters()
+    np.testing.assert_array_equal(params["prelu1.weight"], np.full(3, 0.25, np.float32))
+    np.testing.assert_array_equal(params["scale1.weight"], np.full(3, 1e-6, np.float32))
+    np.testing.assert_array_equal(params["prelu2.weight"], np.full(3, 0.1, np.float32))
 
 
 def random_spec(rng: np.random.Generator) -> str:
