@@ -501,13 +501,6 @@ class _Expander:
                 fix=f"merge two or more: `{kind.name}(a, b)`; to pass one on, write `a -> ...`",
             )
             return None
-        if kind.arity[1] is not None and len(merge.inputs) > kind.arity[1]:
-            self.problems.add(
-                f"{kind.name} takes at most {kind.arity[1]} inputs, but gets {len(merge.inputs)}",
-                merge.loc,
-                fix=f"e.g. `{kind.name}({', '.join('abcdefgh'[: kind.arity[1]])})`",
-            )
-            return None
         attrs = self.interpret(merge, kind, scope)
         inputs = [self.lookup(ref, scope) for ref in merge.inputs]
         if None in inputs or attrs is None:

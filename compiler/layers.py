@@ -456,6 +456,11 @@ def upsample_shape(attrs, ins):
             "align_corners is an option of bilinear upsampling",
             fix="write `UPSAMPLE bilinear align_corners ...`, or drop align_corners",
         )
+    if len(ins) > 2:
+        raise ShapeError(
+            f"UPSAMPLE(y, x) resizes y to the size of x, but gets {len(ins)} inputs",
+            fix="`UPSAMPLE(y, x)`: the tensor first, the one whose size it takes second",
+        )
     if len(ins) == 1:
         sh, sw = attrs["scale"]
         return Inferred((c, h * sh, w * sw), {"scale": (sh, sw)})
