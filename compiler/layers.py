@@ -280,12 +280,6 @@ def deconv_shape(attrs: dict, ins: list[Shape]) -> Shape:
     (kh, kw), (sh, sw), (dh, dw) = attrs["kernel"], attrs["stride"], attrs["dilation"]
     if attrs["pad"] == "same":
         raise ShapeError("DECONV does not take `same` padding", fix="give the padding as a number")
-    if len(attrs["pad"]) == 4:
-        raise ShapeError(
-            f"DECONV pads both sides alike, but gets pad={fmt(attrs['pad'])} (top, left, "
-            "bottom, right)",
-            fix="give one number or HxW; four-sided padding is for CONV and POOL",
-        )
     ph, pw = attrs["pad"]
     oph, opw = attrs["outpad"]
     if oph >= max(sh, dh) or opw >= max(sw, dw):
@@ -343,6 +337,9 @@ CONV_OPTIONS = (
     Option("groups", "count", 1, short="g", words={"dw": "dw"}),
     Option("bias", "bool", True, words={"nobias": False, "bias": True}),
 )
+
+# a transposed convolution crops both sides alike: no four-sided padding
+DECONV_PAD = Option("pad", "pair", (0, 0), short="p", words={"same": "same", "valid": (0, 0)})
 
 # ---- pooling -----------------------------------------------------------------------------------
 
@@ -689,7 +686,10 @@ KINDS: tuple[LayerKind, ...] = (
     LayerKind(
         "DECONV",
         "transposed 2-D convolution",
-        CONV_OPTIONS[:6] + (Option("outpad", "pair", (0, 0), short="op"), CONV_OPTIONS[6]),
+        CONV_OPTIONS[:3]
+        + (DECONV_PAD,)
+        + CONV_OPTIONS[4:6]
+        + (Option("outpad", "pair", (0, 0), short="op"), CONV_OPTIONS[6]),
         deconv_shape,
         deconv_params,
         macs=deconv_macs,
