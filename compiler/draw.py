@@ -203,6 +203,7 @@ STYLE = {  # family: (fill, stroke)
     "block": ("#f8fafc", "#334155"),
 }
 ACTIVATIONS = {"RELU", "LEAKYRELU", "ELU", "TANH", "SIGMOID", "SOFTMAX"}
+ACTIVATIONS |= {"RELU6", "SILU", "HSWISH", "HSIGMOID", "GELU", "MISH", "PRELU"}
 
 
 def family(kind: str) -> str:
@@ -218,7 +219,7 @@ def family(kind: str) -> str:
         return "fc"
     if kind in ACTIVATIONS:
         return "act"
-    if kind in ("BN", "LRN", "DROPOUT"):
+    if kind in ("BN", "LRN", "DROPOUT", "LN", "SCALE", "DROPPATH"):
         return "norm"
     if kind in REGISTRY and REGISTRY[kind].merge:
         return "merge"

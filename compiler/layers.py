@@ -630,6 +630,13 @@ def ln_shape(attrs, ins):
     return Inferred(ins[0])
 
 
+def ln_workspace(attrs, ins, out):
+    """Per thread: its dweight and dbias (2C), and the statistics of a block of up to 256 pixels
+    (4 per pixel; the block size is LN_BLOCK in runtime/kernels/norm.py)."""
+    pixels = numel(ins[0]) // ins[0][0]
+    return 2 * ins[0][0] + 4 * min(pixels, 256)
+
+
 def slice_shape(attrs, ins):
     c = ins[0][0]
     start, stop = attrs["from"], c if attrs["to"] is None else attrs["to"]
@@ -794,7 +801,7 @@ KINDS: tuple[LayerKind, ...] = (
         params=bn_params,
         saves=frozenset({"input"}),
         floats=("eps",),
-        workspace=lambda a, i, o: 2 * i[0][0],
+        workspace=ln_workspace,
         kernels="norm",
     ),
     LayerKind(

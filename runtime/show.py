@@ -26,6 +26,7 @@ MAX_LAYERS = 24  # layers drawn by `maps` when none are named
 PER_CHANNEL_UP_TO = 8  # filters over more input channels are drawn averaged over them
 SPATIAL_KINDS = ("CONV", "DECONV", "POOL", "UPSAMPLE")
 ACTIVATIONS = ("RELU", "LEAKYRELU", "ELU", "TANH", "SIGMOID")
+ACTIVATIONS += ("RELU6", "SILU", "HSWISH", "HSIGMOID", "GELU", "MISH", "PRELU")
 
 
 class ShowError(Exception):

@@ -17,10 +17,14 @@ recomputes s per pixel into a small per-call scratch column.
 
 LN (ConvNeXt's channels-first LayerNorm; a flat vector, seen as (F, 1, 1), is one pixel) normalises
 the C channels of each pixel by their mean and biased variance, then scales and shifts per
-channel. `ln_forward` / `ln_backward` take pixels [lo, hi) of the (N, HW) grid; backward
-recomputes the statistics from the input. Threads share the channels, so each chunk past the
-first sums its dweight and dbias into its workspace slot (W[c * row[WS]:], 2C floats), and the
-adapter adds the slots into G in chunk order after the parallel part.
+channel. Its unit of work is a block of at most LN_BLOCK pixels of one sample, so that the inner
+loops run over contiguous pixels (channel-strided loops per pixel were 3x slower than BN); the
+block's per-pixel statistics live in a scratch of 4 * LN_BLOCK floats. `ln_forward` /
+`ln_backward` take units [lo, hi); backward recomputes the statistics from the input. Threads
+share the channels, so each chunk past the first sums its dweight and dbias into its workspace
+slot, and the adapter adds the slots into G in chunk order after the parallel part.
+Workspace slot of a thread: [dweight, dbias (2C) | mean, invstd, sg, sgx (B each)], B =
+min(HW, LN_BLOCK).
 """
 
 import numpy as np
@@ -153,53 +157,91 @@ def lrn_backward(dinp, dout, inp, C, HW, size, alpha, beta, k, lo, hi):
 
 
 # ------------------------------------------------------------------------------------------ LN
+LN_BLOCK = 256  # pixels per unit of work
+
+
 @njit(**JIT)
-def _ln_stats(inp, b, C, HW, eps):
-    """Mean and 1/std over the C channels of the pixel at b (channel stride HW), in float64."""
-    s = 0.0
+def _ln_stats(inp, base, C, HW, p0, p1, eps, mean, invstd):
+    """mean[p - p0] and invstd[p - p0] of pixels [p0, p1) of the sample at base."""
+    k = p1 - p0
+    mean[:k] = 0.0
+    invstd[:k] = 0.0
     for c in range(C):
-        s += inp[U(b + c * HW)]
-    mean = s / C
-    v = 0.0
+        row = base + c * HW + p0
+        for p in range(k):
+            mean[U(p)] += inp[U(row + p)]
+    for p in range(k):
+        mean[U(p)] /= C
     for c in range(C):
-        d = inp[U(b + c * HW)] - mean
-        v += d * d
-    return mean, 1.0 / np.sqrt(v / C + eps)
+        row = base + c * HW + p0
+        for p in range(k):
+            d = inp[U(row + p)] - mean[U(p)]
+            invstd[U(p)] += d * d
+    for p in range(k):
+        invstd[U(p)] = 1.0 / np.sqrt(invstd[U(p)] / C + eps)
 
 
 @njit(**JIT)
-def ln_forward(out, inp, weight, bias, C, HW, eps, lo, hi):
-    for q in range(lo, hi):
-        b = (q // HW) * C * HW + q % HW
-        mean, invstd = _ln_stats(inp, b, C, HW, eps)
-        for c in range(C):
-            i = b + c * HW
-            out[U(i)] = (inp[U(i)] - mean) * invstd * weight[c] + bias[c]
+def _unit(q, HW):
+    """(sample, first pixel, end pixel) of unit q."""
+    blocks = (HW + LN_BLOCK - 1) // LN_BLOCK
+    s, p0 = q // blocks, (q % blocks) * LN_BLOCK
+    return s, p0, min(p0 + LN_BLOCK, HW)
 
 
 @njit(**JIT)
-def ln_backward(dinp, dweight, dbias, dout, inp, weight, C, HW, eps, lo, hi):
-    """dx = invstd (g - mean(g) - xhat mean(g xhat)), g = dy * weight; dinp may be empty."""
+def ln_forward(out, inp, weight, bias, scratch, C, HW, eps, lo, hi):
+    B = min(HW, LN_BLOCK)
+    mean, invstd = scratch[:B], scratch[B : 2 * B]
     for q in range(lo, hi):
-        b = (q // HW) * C * HW + q % HW
-        mean, invstd = _ln_stats(inp, b, C, HW, eps)
-        sg, sgx = 0.0, 0.0
+        s, p0, p1 = _unit(q, HW)
+        base = s * C * HW
+        _ln_stats(inp, base, C, HW, p0, p1, eps, mean, invstd)
         for c in range(C):
-            i = b + c * HW
-            xhat = (inp[U(i)] - mean) * invstd
-            dy = np.float64(dout[U(i)])
-            dweight[c] += dy * xhat
-            dbias[c] += dy
-            g = dy * weight[c]
-            sg += g
-            sgx += g * xhat
+            row, w, b = base + c * HW + p0, weight[c], bias[c]
+            for p in range(p1 - p0):
+                out[U(row + p)] = (inp[U(row + p)] - mean[U(p)]) * invstd[U(p)] * w + b
+
+
+@njit(**JIT)
+def ln_backward(dinp, dweight, dbias, dout, inp, weight, scratch, C, HW, eps, lo, hi):
+    """dx = invstd (g - mean_c(g) - xhat mean_c(g xhat)), g = dy * weight; dinp may be empty."""
+    B = min(HW, LN_BLOCK)
+    mean, invstd, sg, sgx = (
+        scratch[:B],
+        scratch[B : 2 * B],
+        scratch[2 * B : 3 * B],
+        scratch[3 * B :],
+    )
+    for q in range(lo, hi):
+        s, p0, p1 = _unit(q, HW)
+        base, k = s * C * HW, p1 - p0
+        _ln_stats(inp, base, C, HW, p0, p1, eps, mean, invstd)
+        sg[:k] = 0.0
+        sgx[:k] = 0.0
+        for c in range(C):
+            row, w = base + c * HW + p0, weight[c]
+            dw, db = np.float32(0.0), np.float32(0.0)
+            for p in range(k):
+                xhat = (inp[U(row + p)] - mean[U(p)]) * invstd[U(p)]
+                dy = dout[U(row + p)]
+                dw += dy * xhat
+                db += dy
+                sg[U(p)] += dy * w
+                sgx[U(p)] += dy * w * xhat
+            dweight[c] += dw
+            dbias[c] += db
         if dinp.size == 0:
             continue
-        sg, sgx = sg / C, sgx / C
+        for p in range(k):
+            sg[U(p)] /= C
+            sgx[U(p)] /= C
         for c in range(C):
-            i = b + c * HW
-            xhat = (inp[U(i)] - mean) * invstd
-            dinp[U(i)] += invstd * (dout[U(i)] * weight[c] - sg - xhat * sgx)
+            row, w = base + c * HW + p0, weight[c]
+            for p in range(k):
+                xhat = (inp[U(row + p)] - mean[U(p)]) * invstd[U(p)]
+                i = row + p
+                dinp[U(i)] += invstd[U(p)] * (dout[U(i)] * w - sg[U(p)] - xhat * sgx[U(p)])
 
 
 # ------------------------------------------------------------------------------- row adapters
@@ -301,18 +343,33 @@ def lrn_row_backward(A, P, G, S, W, row, frow, n, training, seed):
 
 
 @njit(**JIT)
-def _ln_forward_chunk(c, nch, pixels, out, inp, weight, bias, C, HW, eps):
-    lo, hi = chunk(c, nch, pixels)
-    ln_forward(out, inp, weight, bias, C, HW, eps, lo, hi)
+def _ln_units(n, HW):
+    return n * ((HW + LN_BLOCK - 1) // LN_BLOCK)
 
 
 @njit(**JIT)
-def _ln_backward_chunk(c, nch, pixels, dinp, grads, W, ws, dout, inp, weight, C, HW, eps):
-    lo, hi = chunk(c, nch, pixels)
+def _ln_slots(W, ws, nch):
+    """At most as many chunks as W has workspace slots (if threads grew since it was sized)."""
+    if W.size < ws:
+        raise ValueError("LN: the workspace W is smaller than row[WS]")
+    return min(nch, W.size // ws)
+
+
+@njit(**JIT)
+def _ln_forward_chunk(c, nch, units, out, inp, weight, bias, W, ws, C, HW, eps):
+    lo, hi = chunk(c, nch, units)
+    scratch = W[c * ws + 2 * C : (c + 1) * ws]
+    ln_forward(out, inp, weight, bias, scratch, C, HW, eps, lo, hi)
+
+
+@njit(**JIT)
+def _ln_backward_chunk(c, nch, units, dinp, grads, W, ws, dout, inp, weight, C, HW, eps):
+    lo, hi = chunk(c, nch, units)
     if c > 0:  # chunk 0 accumulates straight into G, the others into their slots
         grads = W[c * ws : c * ws + 2 * C]
         grads[:] = 0.0
-    ln_backward(dinp, grads[:C], grads[C:], dout, inp, weight, C, HW, eps, lo, hi)
+    scratch = W[c * ws + 2 * C : (c + 1) * ws]
+    ln_backward(dinp, grads[:C], grads[C:], dout, inp, weight, scratch, C, HW, eps, lo, hi)
 
 
 _ln_forward_chunks = parallel_chunks("ln_forward_chunks", _ln_forward_chunk)
@@ -322,23 +379,23 @@ _ln_backward_chunks = parallel_chunks("ln_backward_chunks", _ln_backward_chunk)
 @njit(**JIT)
 def ln_row_forward(A, P, G, S, W, row, frow, n, training, seed):
     x, _, C, H, Wd = inp(row, 0)
-    y, po, m, pixels = row[abi.OUT] * n, row[abi.PARAM], n * C * H * Wd, n * H * Wd
-    args = (A[y : y + m], A[x * n : x * n + m], P[po : po + C], P[po + C : po + 2 * C], C, H * Wd)
-    _ln_forward_chunks(nchunks(4 * m, pixels), (pixels, *args, frow[LN_FLOAT.eps]))
+    y, po, m, ws = row[abi.OUT] * n, row[abi.PARAM], n * C * H * Wd, row[abi.WS]
+    units = _ln_units(n, H * Wd)
+    nch = _ln_slots(W, ws, nchunks(4 * m, units))
+    args = (A[y : y + m], A[x * n : x * n + m], P[po : po + C], P[po + C : po + 2 * C], W, ws)
+    _ln_forward_chunks(nch, (units, *args, C, H * Wd, frow[LN_FLOAT.eps]))
 
 
 @njit(**JIT)
 def ln_row_backward(A, P, G, S, W, row, frow, n, training, seed):
     x, dx, C, H, Wd = inp(row, 0)
-    dy, po, m, pixels = row[abi.DOUT] * n, row[abi.PARAM], n * C * H * Wd, n * H * Wd
-    ws = row[abi.WS]
-    if W.size < ws:
-        raise ValueError("LN: the workspace W is smaller than row[WS]")
-    nch = min(nchunks(8 * m, pixels), W.size // ws)  # at most one chunk per workspace slot
+    dy, po, m, ws = row[abi.DOUT] * n, row[abi.PARAM], n * C * H * Wd, row[abi.WS]
+    units = _ln_units(n, H * Wd)
+    nch = _ln_slots(W, ws, nchunks(8 * m, units))
     dinp = A[dx * n : dx * n + m] if dx >= 0 else A[:0]
     grads = G[po : po + 2 * C]
     args = (dinp, grads, W, ws, A[dy : dy + m], A[x * n : x * n + m], P[po : po + C], C, H * Wd)
-    _ln_backward_chunks(nch, (pixels, *args, frow[LN_FLOAT.eps]))
+    _ln_backward_chunks(nch, (units, *args, frow[LN_FLOAT.eps]))
     for t in range(1, nch):
         for i in range(2 * C):
             grads[i] += W[t * ws + i]

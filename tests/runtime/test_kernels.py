@@ -53,6 +53,7 @@ def case(text: str, ins: str | list[str], need_dx: list[bool] | None = None) -> 
 
 BIG = "8x32x33"  # big enough at n=5 to take the parallel path of the elementwise kernels
 SMALL = "3x5x4"
+HUGE = "16x128x128"  # the same for the per-channel and per-sample kinds
 
 # Pointwise kinds: (f(x, attrs), f'(x, attrs), the torch function (F, x, attrs)), float64 numpy.
 # A new pointwise kind's references are one row here.
@@ -86,7 +87,7 @@ POINTWISE = {
     ),
     "HSWISH": (
         lambda x, a: x * np.clip(x + 3, 0, 6) / 6,
-        lambda x, a: np.where(x < -3, 0, np.where(x <= 3, x / 3 + 0.5, 1)),
+        lambda x, a: np.where(x <= -3, 0, np.where(x < 3, x / 3 + 0.5, 1)),
         lambda F, x, a: F.hardswish(x),
     ),
     "HSIGMOID": (
@@ -238,6 +239,7 @@ CASES = (
     case("MUL", [BIG, "8x1x1"]),
     case("LN", "6x4x5"),
     case("LN eps=1e-6", "10"),  # a flat vector: over all of it
+    case("LN", "5x17x19"),  # 323 pixels: a block of 256 and one of 67
     case("LN", "16x48x48"),  # parallel backward: per-thread parameter-gradient slots
     case("SLICE from=1 to=3", "4x3x5"),
     case("SLICE from=2", "5x2x2"),  # to the last channel
@@ -247,6 +249,13 @@ CASES = (
     case("SHUFFLE 4", BIG),
     case("DROPPATH 0.5", SMALL),
     case("DROPPATH 0.2", BIG),
+    # big enough at n=5 to take the parallel path (work past config.SERIAL_WORK)
+    case("PRELU", HUGE),
+    case("SCALE", HUGE),
+    case("MUL", [HUGE, "16x1x1"]),
+    case("SLICE from=3 to=11", HUGE),
+    case("SHUFFLE 4", HUGE),
+    case("DROPPATH 0.3", HUGE),
 )
 
 
@@ -644,6 +653,12 @@ PARTITIONED = [
     the_case("FC 120"),
     the_case("BN", "16x16x16"),
     the_case("LN", "16x48x48"),
+    the_case("PRELU", HUGE),
+    the_case("SCALE", HUGE),
+    the_case("MUL", HUGE),
+    the_case("SLICE from=3 to=11", HUGE),
+    the_case("SHUFFLE 4", HUGE),
+    the_case("DROPPATH 0.3", HUGE),
 ]
 
 
@@ -715,6 +730,27 @@ def test_count_correct():
     A = logits.reshape(-1).copy()
     labels = np.array([1, 0, 2, 2], np.int64)
     assert loss.count_correct(A, 0, 3, labels, 4) == 3
+
+
+def test_hard_activations_take_torchs_branch_at_the_kinks():
+    from cnnc.runtime.kernels.activations import (
+        hsigmoid_backward,
+        hsigmoid_forward,
+        hswish_backward,
+        hswish_forward,
+    )
+
+    x = np.array([-3.5, -3.0, -1.5, 3.0, 3.5], np.float32)
+    y, dx = np.zeros_like(x), np.zeros_like(x)
+    hswish_forward(y, x)
+    hswish_backward(dx, np.ones_like(x), x)
+    np.testing.assert_array_equal(y, [0.0, 0.0, -0.375, 3.0, 3.5])
+    np.testing.assert_array_equal(dx, [0.0, 0.0, 0.0, 1.0, 1.0])  # torch 2.x: 0 at -3, 1 at 3
+    hsigmoid_forward(y, x)
+    dx[:] = 0.0
+    hsigmoid_backward(dx, np.ones_like(x), y)
+    np.testing.assert_array_equal(y, [0.0, 0.0, 0.25, 1.0, 1.0])
+    np.testing.assert_allclose(dx, [0.0, 0.0, 1 / 6, 0.0, 0.0])
 
 
 def test_relu6_pair_clips_at_six_on_plain_arrays():

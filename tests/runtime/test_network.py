@@ -116,13 +116,16 @@ MODERN = """input 3x8x8
     ADD(x, branch) -> GELU -> y
     y -> POOL avg global -> FC 4 -> HSWISH -> FC 8 -> SIGMOID -> flat_gate
     MUL(flat_gate, y) -> GELU tanh -> SLICE from=2 to=6 -> SHUFFLE 2 -> MISH -> z
+    MUL(z, z) -> squared
     y -> SLICE to=2 -> w
-    CONCAT(z, w) -> POOL avg global -> FC 6 -> PRELU -> LN -> FC 5"""
+    CONCAT(squared, w) -> POOL avg global -> FC 6 -> PRELU -> LN -> SHUFFLE 3 -> SLICE from=1
+      -> FC 5"""
 
 
 def test_modern_blocks_match_torch():
     """Squeeze-and-excitation (conv and FC gates), LN, SCALE, DROPPATH, PRELU and the new
-    activations, forward and every gradient, with torch's DropPath given cnnc's per-sample draw."""
+    activations, a tensor times itself, SHUFFLE and SLICE of flat vectors: forward and every
+    gradient, with torch's DropPath given cnnc's per-sample draw."""
     from cnnc.runtime.kernels.droppath import sample_scale
 
     batch, kept = 4, []
