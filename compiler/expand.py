@@ -380,7 +380,7 @@ class _Expander:
             if word in option.words:
                 assign(option, option.words[word], loc)
                 return
-        match = re.fullmatch(r"([a-z]+)([0-9]+(?:x[0-9]+)?|[0-9]*\.[0-9]+)", word)
+        match = re.fullmatch(r"([a-z]+)([0-9]+(?:x[0-9]+)*|[0-9]*\.[0-9]+)", word)
         if match:
             for option in kind.options:
                 if option.short == match.group(1):
@@ -451,7 +451,7 @@ class _Expander:
             if value > MAX_DIM:
                 return bad(f"at most {MAX_DIM}")
             return value
-        if option.kind == "pair":
+        if option.kind in ("pair", "padding"):
             if isinstance(value, str):
                 return value if value in option.words.values() else bad("a size such as 3 or 3x3")
             pair = (value, value) if not isinstance(value, tuple) else value
@@ -459,7 +459,10 @@ class _Expander:
                 pair = (pair[0], pair[0])
             least = 0 if option.name in ("pad", "outpad") else 1
             word = "non-negative" if least == 0 else "positive"
-            if len(pair) != 2 or any(not isinstance(v, int) for v in pair):
+            sizes = (2, 4) if option.kind == "padding" else (2,)
+            if len(pair) not in sizes or any(not isinstance(v, int) for v in pair):
+                if option.kind == "padding":
+                    return bad("N, HxW or TxLxBxR (top, left, bottom, right)")
                 return bad(f"a {word} size such as 3 or 3x3")
             if any(v < least for v in pair):
                 return bad(f"a {word} size such as 3 or 3x3", least=least)
@@ -660,8 +663,8 @@ class _Expander:
 
     def merge(self, merge: Merge, scope: _Scope) -> int | None:
         kind = REGISTRY.get(merge.kind)
-        if kind is None or kind.arity[0] < 2:
-            merges = [k.name for k in REGISTRY.values() if k.arity[0] > 1]
+        if kind is None or not kind.branches:
+            merges = [k.name for k in REGISTRY.values() if k.merge]
             self.problems.add(
                 f"`{merge.kind}(...)` is not a merge; merges are " + ", ".join(merges),
                 merge.loc,

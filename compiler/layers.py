@@ -26,8 +26,8 @@ REQUIRED = object()
 class Option:
     """One argument of a layer kind and every way to write it.
 
-    kind: "count" (positive int), "index" (int from 0), "pair" (int or AxB), "float", "bool",
-    "choice".
+    kind: "count" (positive int), "index" (int from 0), "pair" (int or AxB), "padding" (a pair,
+    or TxLxBxR: top, left, bottom, right, ONNX's order of `pads`), "float", "bool", "choice".
     short: a prefix that sets it from one token (`s2` -> stride 2).
     words: bare words that set it to a value (`nobias` -> bias False, `max` -> mode "max").
     positional: a bare number sets it (`FC 120`, `DROPOUT 0.5`).
@@ -115,7 +115,12 @@ class LayerKind:
 
     @property
     def merge(self) -> bool:
-        """Takes named branches, `KIND(a, b)`, instead of the tensor before it in a chain."""
+        """Takes only named branches, `KIND(a, b)`, never the tensor before it in a chain."""
+        return self.arity[0] > 1
+
+    @property
+    def branches(self) -> bool:
+        """May take named branches: a merge, or `UPSAMPLE(y, x)` beside `-> UPSAMPLE 2`."""
         return self.arity[1] != 1
 
     def int_values(self, attrs: dict) -> tuple[int, ...]:
@@ -155,7 +160,8 @@ def _same_pad(kernel: int, dilation: int, axis: str) -> int:
     return extent // 2
 
 
-def _padding(attrs: dict) -> tuple[int, int]:
+def _padding(attrs: dict) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(top, left) and (bottom, right) padding: `same`, one number, HxW or TxLxBxR."""
     pad = attrs["pad"]
     if pad == "same":
         if attrs["stride"] != (1, 1):
@@ -163,17 +169,23 @@ def _padding(attrs: dict) -> tuple[int, int]:
                 "`same` padding keeps the size only at stride 1",
                 fix="give the padding as a number (`p1`), or use `s1`",
             )
-        return (
+        same = (
             _same_pad(attrs["kernel"][0], attrs["dilation"][0], "height"),
             _same_pad(attrs["kernel"][1], attrs["dilation"][1], "width"),
         )
-    return pad
+        return same, same
+    return split_pads(pad)
 
 
-def _window_out(name, size, kernel, stride, pad, dilation, axis, ceil=False) -> tuple[int, str]:
-    """PyTorch's output size along one axis, and the arithmetic when it does not come out even."""
+def _window_out(
+    name, size, kernel, stride, pad, dilation, axis, ceil=False, pad_end=None
+) -> tuple[int, str]:
+    """PyTorch's output size along one axis, and the arithmetic when it does not come out even;
+    `pad_end` (default: `pad`) is the padding after the input, for asymmetric padding."""
+    pad_end = pad if pad_end is None else pad_end
+    pads = f"2*{pad}" if pad == pad_end else f"{pad} + {pad_end}"
     extent = dilation * (kernel - 1) + 1
-    span_ = size + 2 * pad - extent
+    span_ = size + pad + pad_end - extent
     overhang = stride - 1 if ceil else 0  # ceil mode lets the last window hang over the end
     out = (span_ + overhang) // stride + 1
     if ceil and (out - 1) * stride >= size + pad:  # PyTorch: the last window must start inside
@@ -185,11 +197,11 @@ def _window_out(name, size, kernel, stride, pad, dilation, axis, ceil=False) -> 
         raise ShapeError(
             f"{name} needs at least {least} {axis} "
             f"(kernel {'with dilation ' if dilation > 1 else ''}{extent}), "
-            f"but its padded input is {size + 2 * pad} ({size} + 2*{pad})",
+            f"but its padded input is {size + pad + pad_end} ({size} + {pads})",
             fix=f"pad it (`p{fix_pad}` gives {fixed} {axis}) or use a smaller kernel",
             sizes=True,
         )
-    arithmetic = f"({size} + 2*{pad} - {extent}) / {stride} + 1 = {span_ / stride + 1:g} -> {out}"
+    arithmetic = f"({size} + {pads} - {extent}) / {stride} + 1 = {span_ / stride + 1:g} -> {out}"
     return out, "" if span_ % stride == 0 else arithmetic
 
 
@@ -212,12 +224,17 @@ def conv_shape(attrs: dict, ins: list[Shape]) -> Shape:
                 notes=[f"{count} / {groups} = {count / groups:g}"],
                 fix=f"use a group count that divides both {c} and {filters}",
             )
-    ph, pw = _padding(attrs)
+    (ph, pw), (pb, pr) = _padding(attrs)
     (kh, kw), (sh, sw), (dh, dw) = attrs["kernel"], attrs["stride"], attrs["dilation"]
+    if (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0) and (pb, pr) != (0, 0):
+        raise ShapeError(  # the 1x1 fast path reads the input as its own column matrix
+            "a 1x1 stride-1 CONV padded only at the bottom/right is not supported",
+            fix="pad all four sides (`p1`), or give the padding to a neighbouring CONV",
+        )
     name = describe("CONV", attrs)
-    ho, rows = _window_out(name, h, kh, sh, ph, dh, "rows")
-    wo, columns = _window_out(name, w, kw, sw, pw, dw, "columns")
-    resolved = {"groups": groups, "pad": (ph, pw), "filters": filters}
+    ho, rows = _window_out(name, h, kh, sh, ph, dh, "rows", pad_end=pb)
+    wo, columns = _window_out(name, w, kw, sw, pw, dw, "columns", pad_end=pr)
+    resolved = {"groups": groups, "pad": (ph, pw), "pad_end": (pb, pr), "filters": filters}
     return Inferred((filters, ho, wo), resolved, _rounded(rows, columns))
 
 
@@ -308,11 +325,21 @@ CONV_OPTIONS = (
     Option("filters", "count", None, help="filters@kernel, e.g. 6@5x5 (default: keep channels)"),
     Option("kernel", "pair", help="kernel size, e.g. 5x5 or 3"),
     Option("stride", "pair", (1, 1), short="s"),
-    Option("pad", "pair", (0, 0), short="p", words={"same": "same", "valid": (0, 0)}),
+    Option(
+        "pad",
+        "padding",
+        (0, 0),
+        short="p",
+        words={"same": "same", "valid": (0, 0)},
+        help="N, HxW, or TxLxBxR: top, left, bottom, right (ONNX's order)",
+    ),
     Option("dilation", "pair", (1, 1), short="d"),
     Option("groups", "count", 1, short="g", words={"dw": "dw"}),
     Option("bias", "bool", True, words={"nobias": False, "bias": True}),
 )
+
+# a transposed convolution crops both sides alike: no four-sided padding
+DECONV_PAD = Option("pad", "pair", (0, 0), short="p", words={"same": "same", "valid": (0, 0)})
 
 # ---- pooling -----------------------------------------------------------------------------------
 
@@ -321,36 +348,158 @@ POOL_MODES = {"max": 0, "avg": 1, "sum": 2}
 
 def pool_shape(attrs: dict, ins: list[Shape]) -> Shape:
     c, h, w = _spatial("POOL", ins[0])
+    whole_input = {"stride": (1, 1), "pad": (0, 0), "pad_end": (0, 0), "dilation": (1, 1)}
     if attrs["global"]:
-        return Inferred((c, 1, 1), {"kernel": (h, w), "stride": (1, 1), "pad": (0, 0)})
+        return Inferred((c, 1, 1), {"kernel": (h, w), **whole_input})
     if attrs["kernel"] is None:
         raise ShapeError("POOL needs a window size such as 2x2, or `global`", fix="POOL max 2x2 s2")
-    kernel = attrs["kernel"]
+    if attrs["adaptive"]:
+        return adaptive_pool_shape(attrs, (c, h, w), whole_input)
+    kernel, dilation = attrs["kernel"], attrs["dilation"]
     stride = attrs["stride"] or kernel
-    pad = attrs["pad"]
-    if pad == "same":
-        pad = (_same_pad(kernel[0], 1, "height"), _same_pad(kernel[1], 1, "width"))
-    if pad[0] * 2 > kernel[0] or pad[1] * 2 > kernel[1]:
+    if dilation != (1, 1) and attrs["mode"] != "max":
         raise ShapeError(
-            f"POOL padding {fmt(pad)} is more than half the window {fmt(kernel)}",
+            f"POOL {attrs['mode']} takes no dilation (PyTorch dilates max pooling only)",
+            fix="drop the dilation, or use `POOL max`",
+        )
+    if attrs["pad"] == "same":
+        same = (
+            _same_pad(kernel[0], dilation[0], "height"),
+            _same_pad(kernel[1], dilation[1], "width"),
+        )
+        pad, pad_end = same, same
+    else:
+        pad, pad_end = split_pads(attrs["pad"])
+    if max(pad[0], pad_end[0]) * 2 > kernel[0] or max(pad[1], pad_end[1]) * 2 > kernel[1]:
+        shown = fmt(pad) if pad == pad_end else fmt(pad + pad_end)
+        raise ShapeError(
+            f"POOL padding {shown} is more than half the window {fmt(kernel)}",
             fix="pad at most half the window, as PyTorch requires",
         )
     name = describe("POOL", attrs)
-    ho, rows = _window_out(name, h, kernel[0], stride[0], pad[0], 1, "rows", attrs["ceil"])
-    wo, columns = _window_out(name, w, kernel[1], stride[1], pad[1], 1, "columns", attrs["ceil"])
-    resolved = {"kernel": kernel, "stride": stride, "pad": pad}
+    ceil = attrs["ceil"]
+    ho, rows = _window_out(name, h, kernel[0], stride[0], pad[0], dilation[0], "rows", ceil,
+                           pad_end[0])  # fmt: skip
+    wo, columns = _window_out(name, w, kernel[1], stride[1], pad[1], dilation[1], "columns", ceil,
+                              pad_end[1])  # fmt: skip
+    resolved = {"kernel": kernel, "stride": stride, "pad": pad, "pad_end": pad_end}
     return Inferred((c, ho, wo), resolved, _rounded(rows, columns))
 
 
 POOL_OPTIONS = (
     Option("mode", "choice", "max", words={m: m for m in POOL_MODES}),
-    Option("kernel", "pair", None),
+    Option("adaptive", "bool", False, words={"adaptive": True}, help="HxW is the output size"),
+    Option("kernel", "pair", None, help="the window, or the output size with `adaptive`"),
     Option("stride", "pair", None, short="s", help="default: the window size"),
-    Option("pad", "pair", (0, 0), short="p", words={"same": "same", "valid": (0, 0)}),
+    Option(
+        "pad",
+        "padding",
+        (0, 0),
+        short="p",
+        words={"same": "same", "valid": (0, 0)},
+        help="N, HxW, or TxLxBxR: top, left, bottom, right (ONNX's order)",
+    ),
     Option("ceil", "bool", False, words={"ceil": True, "floor": False}),
     Option("global", "bool", False, words={"global": True}),
     Option("count_pad", "bool", True, words={"exclude_pad": False}),
+    Option("dilation", "pair", (1, 1), short="d", help="max pooling only"),
 )
+
+
+# ---- resizing, adaptive pooling, four-sided padding ---------------------------------------------
+
+
+def split_pads(pad: tuple[int, ...]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(top, left), (bottom, right) of a padding written N, HxW, or TxLxBxR (ONNX's `pads` order
+    for 2-D: x1_begin, x2_begin, x1_end, x2_end)."""
+    if len(pad) == 4:
+        return (pad[0], pad[1]), (pad[2], pad[3])
+    return tuple(pad), tuple(pad)
+
+
+def adaptive_windows(size: int, out: int) -> list[tuple[int, int]]:
+    """PyTorch's adaptive pooling windows on one axis: [floor(i*size/out), ceil((i+1)*size/out))."""
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+def adaptive_pool_shape(attrs: dict, chw: Shape, whole_input: dict) -> Inferred:
+    c, h, w = chw
+    unused = (None, (1, 1), False)
+    given = [f"`{o}`" for o in ("stride", "dilation", "ceil") if attrs[o] not in unused]
+    if attrs["pad"] != (0, 0):
+        given.append("`pad`")
+    if given:
+        raise ShapeError(
+            f"adaptive POOL chooses its own windows and takes no {', '.join(given)}",
+            fix=f"write `POOL {attrs['mode']} adaptive {fmt(attrs['kernel'])}` alone",
+        )
+    ho, wo = attrs["kernel"]
+    widest = (
+        max(b - a for a, b in adaptive_windows(h, ho)),
+        max(b - a for a, b in adaptive_windows(w, wo)),
+    )
+    return Inferred((c, ho, wo), {**whole_input, "kernel": widest, "adaptive_out": (ho, wo)})
+
+
+UPSAMPLE_MODES = {"nearest": 0, "bilinear": 1}
+
+
+def upsample_shape(attrs, ins):
+    """By an integer scale, or to the size of a second input: `UPSAMPLE(y, x) bilinear`."""
+    c, h, w = _spatial("UPSAMPLE", ins[0])
+    bilinear = attrs["mode"] == "bilinear"
+    if attrs["align_corners"] and not bilinear:
+        raise ShapeError(
+            "align_corners is an option of bilinear upsampling",
+            fix="write `UPSAMPLE bilinear align_corners ...`, or drop align_corners",
+        )
+    if len(ins) > 2:
+        raise ShapeError(
+            f"UPSAMPLE(y, x) resizes y to the size of x, but gets {len(ins)} inputs",
+            fix="`UPSAMPLE(y, x)`: the tensor first, the one whose size it takes second",
+        )
+    if len(ins) == 1:
+        sh, sw = attrs["scale"]
+        return Inferred((c, h * sh, w * sw), {"scale": (sh, sw)})
+    if attrs["scale"] != (2, 2):
+        raise ShapeError(
+            "UPSAMPLE(y, x) takes the size of x and no scale",
+            fix="drop the scale, or write `y -> UPSAMPLE ...` to scale y",
+        )
+    if len(ins[1]) != 3:
+        raise ShapeError(
+            f"UPSAMPLE(y, x) takes the size of x, but x is a flat vector of {ins[1][0]}",
+            fix="name a CxHxW tensor as the second input",
+        )
+    ho, wo = ins[1][1:]
+    if not bilinear and (ho % h or wo % w):
+        raise ShapeError(
+            f"nearest UPSAMPLE scales by whole numbers, but {h}x{w} -> {ho}x{wo} is not one",
+            fix="use `UPSAMPLE(y, x) bilinear`",
+            sizes=True,
+        )
+    scale = (ho // h, wo // w) if not bilinear else (max(ho // h, 1), max(wo // w, 1))
+    return Inferred((c, ho, wo), {"scale": scale})
+
+
+UPSAMPLE_OPTIONS = (
+    Option("scale", "pair", (2, 2), positional=True, help="default 2; none with a size input"),
+    Option("mode", "choice", "nearest", words={m: m for m in UPSAMPLE_MODES}),
+    Option("align_corners", "bool", False, words={"align_corners": True}, help="bilinear only"),
+)
+UPSAMPLE_INTS = (*pair("scale"), *whole("mode", UPSAMPLE_MODES), *whole("align_corners"))
+POOL_INTS = (*pair("kernel"), *pair("stride"), *pair("pad"), *whole("mode", POOL_MODES))
+POOL_INTS += (*whole("count_pad"), *pair("pad_end"), *pair("dilation"), *whole("adaptive"))
+
+
+def pool_window(attrs, ins):
+    """Receptive-field step: the dilated window (an adaptive pool's widest window)."""
+    (kh, kw), (dh, dw) = attrs["kernel"], attrs["dilation"]
+    if attrs["adaptive"]:
+        (h, w), (ho, wo) = ins[0][1:], attrs["adaptive_out"]
+        return (kh, kw, max(h // ho, 1), max(w // wo, 1), 1)
+    return (dh * (kh - 1) + 1, dw * (kw - 1) + 1, *attrs["stride"], 1)
+
 
 # ---- fully connected, shape plumbing -------------------------------------------------------------
 
@@ -402,12 +551,6 @@ def concat_shape(attrs, ins):
     return Inferred((sum(s[0] for s in ins), *ins[0][1:]))
 
 
-def upsample_shape(attrs, ins):
-    c, h, w = _spatial("UPSAMPLE", ins[0])
-    sh, sw = attrs["scale"]
-    return Inferred((c, h * sh, w * sw))
-
-
 def bn_shape(attrs, ins):
     if attrs["eps"] <= 0:
         raise ShapeError(f"BN eps must be positive, but is {attrs['eps']:g}", fix="e.g. `eps=1e-5`")
@@ -425,10 +568,6 @@ def bn_params(attrs, ins, out):
 
 def bn_buffers(attrs, ins, out):
     return {"running_mean": (ins[0][0],), "running_var": (ins[0][0],)}
-
-
-def _pool_window(attrs, ins):
-    return (*attrs["kernel"], *attrs["stride"], 1)
 
 
 def _rate(value: float, name: str) -> None:
@@ -556,7 +695,10 @@ KINDS: tuple[LayerKind, ...] = (
     LayerKind(
         "DECONV",
         "transposed 2-D convolution",
-        CONV_OPTIONS[:6] + (Option("outpad", "pair", (0, 0), short="op"), CONV_OPTIONS[6]),
+        CONV_OPTIONS[:3]
+        + (DECONV_PAD,)
+        + CONV_OPTIONS[4:6]
+        + (Option("outpad", "pair", (0, 0), short="op"), CONV_OPTIONS[6]),
         deconv_shape,
         deconv_params,
         macs=deconv_macs,
@@ -572,10 +714,9 @@ KINDS: tuple[LayerKind, ...] = (
         "max, average or sum pooling",
         POOL_OPTIONS,
         pool_shape,
-        window=_pool_window,
+        window=pool_window,
         saves=frozenset({"input", "output"}),
-        ints=(*pair("kernel"), *pair("stride"), *pair("pad"), *whole("mode", POOL_MODES))
-        + whole("count_pad"),
+        ints=POOL_INTS,
         spatial=True,
         kernels="pool",
     ),
@@ -732,14 +873,12 @@ KINDS: tuple[LayerKind, ...] = (
     ),
     LayerKind(
         "UPSAMPLE",
-        "nearest-neighbour upsampling",
-        (
-            Option("scale", "pair", (2, 2), positional=True),
-            Option("mode", "choice", "nearest", words={"nearest": "nearest"}),
-        ),
+        "nearest or bilinear upsampling, by a scale or to a second input's size",
+        UPSAMPLE_OPTIONS,
         upsample_shape,
         window=lambda a, i: (1, 1, *a["scale"], -1),
-        ints=pair("scale"),
+        arity=(1, 2),
+        ints=UPSAMPLE_INTS,
         spatial=True,
         kernels="misc",
     ),
@@ -779,7 +918,7 @@ def describe(kind_name: str, attrs: dict) -> str:
         if word is not None:
             parts.append(word)
         elif isinstance(value, tuple):
-            text = str(value[0]) if value[0] == value[1] else fmt(value)
+            text = str(value[0]) if len(set(value)) == 1 else fmt(value)
             if option.name == "kernel" or option.positional:
                 parts.append(fmt(value))
             else:

@@ -30,6 +30,8 @@ def _forms(option: Option, kind: LayerKind) -> list[str]:
         forms.append({"pair": "AxB", "float": "X", "count": "N"}.get(option.kind, "N"))
     if option.short:
         forms.append(f"{option.short}N")
+    if option.kind == "padding":  # top, left, bottom, right
+        forms.append(f"{option.name}=TxLxBxR")
     forms += [f"{word}" for word in option.words]
     if option.kind != "bool" and option.kind != "choice" and not option.short:
         forms.append(f"{option.name}=")

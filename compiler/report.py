@@ -213,7 +213,9 @@ def _table(report: dict, rows: list[dict] | None = None, wide: bool = False):
     table = []
     for row in report["layers"] if rows is None else rows:
         rf = row["receptive_field"]
-        merge = row["kind"] not in ("INPUT", "BLOCK") and REGISTRY[row["kind"]].merge
+        merge = row["kind"] not in ("INPUT", "BLOCK") and (
+            REGISTRY[row["kind"]].merge or len(row.get("inputs", ())) > 1
+        )
         cells = [
             str(row["index"]),
             row["name"],

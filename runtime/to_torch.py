@@ -6,6 +6,8 @@ here, and only when called.
 
 from __future__ import annotations
 
+import math
+
 from cnnc.compiler.check import Checked
 from cnnc.compiler.layers import REGISTRY
 
@@ -98,10 +100,58 @@ def _channel_modules():
     return Scale, ChannelsLayerNorm, Slice, Shuffle, DropPath
 
 
+def _padded(pad, pad_end, module, value=0.0):
+    """`module` after padding top/left by `pad` and bottom/right by `pad_end` (torch's modules
+    pad both sides alike); the padded module stays at index 1, where copy_weights looks."""
+    from torch import nn
+
+    sides = (pad[1], pad_end[1], pad[0], pad_end[0])  # torch's order: left, right, top, bottom
+    return nn.Sequential(nn.ConstantPad2d(sides, value), module)
+
+
+def _pool(a, ceil):
+    """POOL as torch pools: adaptive, dilated max, and pads that differ after the input."""
+    import torch
+    from torch import nn
+
+    if a["adaptive"]:
+        size = a["adaptive_out"]
+        return nn.AdaptiveMaxPool2d(size) if a["mode"] == "max" else nn.AdaptiveAvgPool2d(size)
+    kernel, stride, pad, pad_end = a["kernel"], a["stride"], a["pad"], a["pad_end"]
+    if a["mode"] == "max":
+        if pad == pad_end:
+            return nn.MaxPool2d(kernel, stride, pad, a["dilation"], ceil_mode=ceil)
+        pool = nn.MaxPool2d(kernel, stride, 0, a["dilation"], ceil_mode=ceil)
+        return _padded(pad, pad_end, pool, -math.inf)
+    divisor = 1 if a["mode"] == "sum" else None
+    if pad == pad_end:
+        return nn.AvgPool2d(
+            kernel, stride, pad, ceil_mode=ceil, count_include_pad=a["count_pad"],
+            divisor_override=divisor,
+        )  # fmt: skip
+    pool = nn.AvgPool2d(kernel, stride, 0, ceil_mode=ceil, divisor_override=divisor)
+    if a["count_pad"] or a["mode"] == "sum":
+        return _padded(pad, pad_end, pool)
+
+    class RealAverage(nn.Module):  # the sum over the real elements / their count
+        def forward(self, x):
+            ones = torch.ones_like(x[:1, :1])
+            total = _padded(pad, pad_end, nn.AvgPool2d(kernel, stride, 0, ceil_mode=ceil))
+            return total(x) / total(ones)
+
+    return RealAverage()
+
+
+def _upsample(a, shape):
+    from torch import nn
+
+    if a["mode"] == "nearest":
+        return nn.Upsample(scale_factor=tuple(float(s) for s in a["scale"]), mode="nearest")
+    return nn.Upsample(size=tuple(shape[1:]), mode="bilinear", align_corners=a["align_corners"])
+
+
 def _module(layer, in_shapes):
     """The torch module of one layer; a merge's module takes the list of its inputs."""
-    import math
-
     from torch import nn
 
     a, c_in = layer.attrs, in_shapes[0][0]
@@ -112,17 +162,15 @@ def _module(layer, in_shapes):
         "CONV": lambda: nn.Conv2d(
             c_in, layer.shape[0], a["kernel"], a["stride"], a["pad"], a["dilation"],
             a["groups"], a["bias"],
-        ),
+        ) if a["pad"] == a["pad_end"] else _padded(a["pad"], a["pad_end"], nn.Conv2d(
+            c_in, layer.shape[0], a["kernel"], a["stride"], 0, a["dilation"], a["groups"],
+            a["bias"],
+        )),
         "DECONV": lambda: nn.ConvTranspose2d(
             c_in, layer.shape[0], a["kernel"], a["stride"], a["pad"], a["outpad"], a["groups"],
             a["bias"], a["dilation"],
         ),
-        "POOL": lambda: nn.MaxPool2d(a["kernel"], a["stride"], a["pad"], ceil_mode=ceil)
-        if a["mode"] == "max"
-        else nn.AvgPool2d(
-            a["kernel"], a["stride"], a["pad"], ceil_mode=ceil, count_include_pad=a["count_pad"],
-            divisor_override=1 if a["mode"] == "sum" else None,
-        ),
+        "POOL": lambda: _pool(a, ceil),
         "FC": lambda: nn.Sequential(
             nn.Flatten(), nn.Linear(math.prod(in_shapes[0]), a["units"], a["bias"])
         ),
@@ -137,9 +185,7 @@ def _module(layer, in_shapes):
         "SOFTMAX": lambda: nn.Softmax(dim=1),
         "DROPOUT": lambda: nn.Dropout(a["rate"]),
         "LRN": lambda: nn.LocalResponseNorm(a["size"], a["alpha"], a["beta"], a["k"]),
-        "UPSAMPLE": lambda: nn.Upsample(
-            scale_factor=tuple(float(s) for s in a["scale"]), mode="nearest"
-        ),
+        "UPSAMPLE": lambda: _upsample(a, layer.shape),
         "SILU": lambda: nn.SiLU(),
         "HSWISH": lambda: nn.Hardswish(),
         "HSIGMOID": lambda: nn.Hardsigmoid(),

@@ -10,6 +10,12 @@ calls them in input order: `add_forward(out, a, b)` writes the sum of the first 
 gradient, `concat_forward(out, inp, ...)` / `concat_backward(dinp, dout, ...)` move one branch's
 channel range. A branch whose gradient offset is -1 gets no gradient.
 
+UPSAMPLE bilinear is PyTorch's: output pixel o reads input coordinate src = (o + 0.5) * H / Ho -
+0.5 clamped at 0 (align_corners: o * (H - 1) / (Ho - 1)), between rows floor(src) and the next,
+weighted by the distance; backward scatters each output gradient to the same four taps. The
+scale comes from the sizes, so a second input (`UPSAMPLE(y, x)`, x giving the size) is read by
+nobody and gets no gradient.
+
 DROPOUT draws u = hash(seed, flat index) in [0, 1) (splitmix64, counter-based: the same seed
 gives the same mask whatever the thread count) and keeps an element when u >= rate; the mask
 (0 or 1/(1-rate)) is stored in the AUX buffer for backward. Inference is a copy.
@@ -19,12 +25,14 @@ import numpy as np
 from numba import njit
 
 from cnnc.compiler import abi
+from cnnc.compiler.layers import UPSAMPLE_MODES
 
 from .common import U, chunk, inp, nchunks, parallel_chunks
 from .config import JIT
 
 DROPOUT_FLOAT = abi.float_offsets("DROPOUT")
 UPSAMPLE_ROW = abi.int_offsets("UPSAMPLE")
+BILINEAR = UPSAMPLE_MODES["bilinear"]
 
 
 @njit(**JIT)
@@ -123,6 +131,49 @@ def upsample_backward(dinp, dout, H, W, Ho, Wo, scale_h, scale_w, lo, hi):
                 k += 1
                 if k == scale_w:
                     w, k = w + 1, 0
+
+
+@njit(**JIT)
+def _bilinear_tap(o, size, n_out, align_corners):
+    """(first tap, second tap, weight of the second) of output o along one axis, as torch."""
+    if align_corners:
+        src = o * (size - 1) / (n_out - 1) if n_out > 1 else 0.0
+    else:
+        src = max((o + 0.5) * size / n_out - 0.5, 0.0)
+    i0 = min(int(src), size - 1)
+    i1 = i0 + 1 if i0 < size - 1 else i0
+    return i0, i1, src - i0
+
+
+@njit(**JIT)
+def bilinear_forward(out, inp, H, W, Ho, Wo, align_corners, lo, hi):
+    """Bilinear resize of planes [lo, hi) of (planes, H, W) into (planes, Ho, Wo)."""
+    for q in range(lo, hi):
+        x, y = q * H * W, q * Ho * Wo
+        for oh in range(Ho):
+            h0, h1, lh = _bilinear_tap(oh, H, Ho, align_corners)
+            r0, r1 = x + h0 * W, x + h1 * W
+            for ow in range(Wo):
+                w0, w1, lw = _bilinear_tap(ow, W, Wo, align_corners)
+                top = (1.0 - lw) * inp[U(r0 + w0)] + lw * inp[U(r0 + w1)]
+                bottom = (1.0 - lw) * inp[U(r1 + w0)] + lw * inp[U(r1 + w1)]
+                out[U(y + oh * Wo + ow)] = (1.0 - lh) * top + lh * bottom
+
+
+@njit(**JIT)
+def bilinear_backward(dinp, dout, H, W, Ho, Wo, align_corners, lo, hi):
+    for q in range(lo, hi):
+        dx, dy = q * H * W, q * Ho * Wo
+        for oh in range(Ho):
+            h0, h1, lh = _bilinear_tap(oh, H, Ho, align_corners)
+            r0, r1 = dx + h0 * W, dx + h1 * W
+            for ow in range(Wo):
+                w0, w1, lw = _bilinear_tap(ow, W, Wo, align_corners)
+                g = dout[U(dy + oh * Wo + ow)]
+                dinp[U(r0 + w0)] += np.float32((1.0 - lh) * (1.0 - lw) * g)
+                dinp[U(r0 + w1)] += np.float32((1.0 - lh) * lw * g)
+                dinp[U(r1 + w0)] += np.float32(lh * (1.0 - lw) * g)
+                dinp[U(r1 + w1)] += np.float32(lh * lw * g)
 
 
 # -------------------------------------------------------------------------------- ADD, CONCAT
@@ -234,15 +285,23 @@ def dropout_row_backward(A, P, G, S, W, row, frow, n, training, seed):
 
 
 @njit(**JIT)
-def _upsample_forward_chunk(c, nch, planes, out, inp, H, W, Ho, Wo, scale_h, scale_w):
+def _upsample_forward_chunk(c, nch, planes, out, inp, H, W, Ho, Wo, row):
     lo, hi = chunk(c, nch, planes)
-    upsample_forward(out, inp, H, W, Ho, Wo, scale_h, scale_w, lo, hi)
+    if row[UPSAMPLE_ROW.mode] == BILINEAR:
+        bilinear_forward(out, inp, H, W, Ho, Wo, row[UPSAMPLE_ROW.align_corners], lo, hi)
+    else:
+        sh, sw = row[UPSAMPLE_ROW.scale_h], row[UPSAMPLE_ROW.scale_w]
+        upsample_forward(out, inp, H, W, Ho, Wo, sh, sw, lo, hi)
 
 
 @njit(**JIT)
-def _upsample_backward_chunk(c, nch, planes, dinp, dout, H, W, Ho, Wo, scale_h, scale_w):
+def _upsample_backward_chunk(c, nch, planes, dinp, dout, H, W, Ho, Wo, row):
     lo, hi = chunk(c, nch, planes)
-    upsample_backward(dinp, dout, H, W, Ho, Wo, scale_h, scale_w, lo, hi)
+    if row[UPSAMPLE_ROW.mode] == BILINEAR:
+        bilinear_backward(dinp, dout, H, W, Ho, Wo, row[UPSAMPLE_ROW.align_corners], lo, hi)
+    else:
+        sh, sw = row[UPSAMPLE_ROW.scale_h], row[UPSAMPLE_ROW.scale_w]
+        upsample_backward(dinp, dout, H, W, Ho, Wo, sh, sw, lo, hi)
 
 
 _upsample_forward_chunks = parallel_chunks("upsample_forward_chunks", _upsample_forward_chunk)
@@ -253,10 +312,10 @@ _upsample_backward_chunks = parallel_chunks("upsample_backward_chunks", _upsampl
 def upsample_row_forward(A, P, G, S, W, row, frow, n, training, seed):
     x, _, C, H, Wd = inp(row, 0)
     y, Ho, Wo = row[abi.OUT] * n, row[abi.OH], row[abi.OW]
-    planes, sh, sw = n * C, row[UPSAMPLE_ROW.scale_h], row[UPSAMPLE_ROW.scale_w]
+    planes = n * C
     mo = planes * Ho * Wo
-    args = (planes, A[y : y + mo], A[x * n : x * n + planes * H * Wd], H, Wd, Ho, Wo, sh, sw)
-    _upsample_forward_chunks(nchunks(mo, planes), args)
+    args = (planes, A[y : y + mo], A[x * n : x * n + planes * H * Wd], H, Wd, Ho, Wo, row)
+    _upsample_forward_chunks(nchunks(4 * mo, planes), args)
 
 
 @njit(**JIT)
@@ -265,10 +324,10 @@ def upsample_row_backward(A, P, G, S, W, row, frow, n, training, seed):
     if dx < 0:
         return
     dy, Ho, Wo = row[abi.DOUT] * n, row[abi.OH], row[abi.OW]
-    planes, sh, sw = n * C, row[UPSAMPLE_ROW.scale_h], row[UPSAMPLE_ROW.scale_w]
+    planes = n * C
     mo = planes * Ho * Wo
-    args = (planes, A[dx * n : dx * n + planes * H * Wd], A[dy : dy + mo], H, Wd, Ho, Wo, sh, sw)
-    _upsample_backward_chunks(nchunks(mo, planes), args)
+    args = (planes, A[dx * n : dx * n + planes * H * Wd], A[dy : dy + mo], H, Wd, Ho, Wo, row)
+    _upsample_backward_chunks(nchunks(4 * mo, planes), args)
 
 
 @njit(**JIT)

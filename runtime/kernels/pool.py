@@ -1,10 +1,13 @@
 """POOL: max / avg / sum pooling as a forward/backward pair over (sample, channel) planes.
 
 `pool_forward(out, inp, ...)` and `pool_backward(dinp, dout, inp, ...)` work on planes [lo, hi)
-of (planes, H, W) inputs and (planes, Ho, Wo) outputs; backward accumulates into dinp. Windows
-are clipped to the input (max ignores padding, as with torch's -inf padding); the avg divisor is
-torch's: the window clipped to [-pad, size + pad) with count_pad, else the number of real
-elements. Max backward recomputes the window and routes the gradient to the first maximum, so no
+of (planes, H, W) inputs and (planes, Ho, Wo) outputs; backward accumulates into dinp. A window
+starts at o * stride - pad (pad: top/left) and takes `kernel` taps `dilation` apart, clipped to
+the input (max ignores padding, as with torch's -inf padding); padding may differ after the input
+(pad_end: bottom/right), which only the output size and avg's divisor see. The avg divisor is
+torch's: the window clipped to [-pad, size + pad_end) with count_pad, else the number of real
+elements. An adaptive pool's window i is PyTorch's [floor(i * size / out), ceil((i + 1) * size /
+out)). Max backward recomputes the window and routes the gradient to the first maximum, so no
 index buffer is needed. The row adapter gives each thread a chunk of planes.
 """
 
@@ -22,12 +25,18 @@ POOL_ROW = abi.int_offsets("POOL")
 
 
 @njit(**JIT)
-def _window(o, stride, pad, k, size):
-    """Clipped window [lo, hi) of output o, and its extent clipped to [-pad, size + pad)."""
+def _window(o, stride, pad, pad_end, k, d, size, n_out, adaptive):
+    """Taps [lo, hi) step d of output o clipped to the input, and its extent clipped to
+    [-pad, size + pad_end) (what count_pad divides by)."""
+    if adaptive:
+        lo, hi = o * size // n_out, -((-(o + 1) * size) // n_out)
+        return lo, hi, hi - lo
     lo = o * stride - pad
-    hi = min(lo + k, size + pad)
+    hi = min(lo + d * (k - 1) + 1, size + pad_end)
     padded = hi - lo
-    return max(lo, 0), min(hi, size), padded
+    if lo < 0:  # the first tap at or after 0
+        lo += -(lo // d) * d
+    return lo, min(hi, size), padded
 
 
 @njit(**JIT)
@@ -36,15 +45,15 @@ def _divisor(mode, count_pad, hlo, hhi, hpad, wlo, whi, wpad):
         return 1.0
     if count_pad:
         return float(hpad * wpad)
-    return float((hhi - hlo) * (whi - wlo))
+    return float((hhi - hlo) * (whi - wlo))  # (avg pools are never dilated)
 
 
 @njit(**JIT)
-def _argmax(inp, x, W, hlo, hhi, wlo, whi):
+def _argmax(inp, x, W, hlo, hhi, dh, wlo, whi, dw):
     """Flat index (in the plane at x) of the first maximum of the window; NaN wins, as in torch."""
     best, m = hlo * W + wlo, -np.inf
-    for h in range(hlo, hhi):
-        for w in range(wlo, whi):
+    for h in range(hlo, hhi, dh):
+        for w in range(wlo, whi, dw):
             v = inp[U(x + h * W + w)]
             if v > m or np.isnan(v):
                 m, best = v, h * W + w
@@ -56,18 +65,22 @@ def _argmax(inp, x, W, hlo, hhi, wlo, whi):
 @njit(**JIT)
 def pool_forward(
     out, inp, H, W, Ho, Wo, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, mode,
-    count_pad, lo, hi,
+    count_pad, pad_end_h, pad_end_w, dilation_h, dilation_w, adaptive, lo, hi,
 ):  # fmt: skip
+    dh, dw = dilation_h, dilation_w
     for q in range(lo, hi):  # plane q = sample * C + channel
         x, y = q * H * W, q * Ho * Wo
         for oh in range(Ho):
-            hlo, hhi, hpad = _window(oh, stride_h, pad_h, kernel_h, H)
+            hlo, hhi, hpad = _window(oh, stride_h, pad_h, pad_end_h, kernel_h, dh, H, Ho, adaptive)
             for ow in range(Wo):
-                wlo, whi, wpad = _window(ow, stride_w, pad_w, kernel_w, W)
+                wlo, whi, wpad = _window(
+                    ow, stride_w, pad_w, pad_end_w, kernel_w, dw, W, Wo, adaptive
+                )
                 if hlo >= hhi or wlo >= whi:
                     out[U(y + oh * Wo + ow)] = -np.inf if mode == MAX else 0.0
                 elif mode == MAX:
-                    out[U(y + oh * Wo + ow)] = inp[U(x + _argmax(inp, x, W, hlo, hhi, wlo, whi))]
+                    k = _argmax(inp, x, W, hlo, hhi, dh, wlo, whi, dw)
+                    out[U(y + oh * Wo + ow)] = inp[U(x + k)]
                 else:
                     s = 0.0
                     for h in range(hlo, hhi):
@@ -80,19 +93,22 @@ def pool_forward(
 @njit(**JIT)
 def pool_backward(
     dinp, dout, inp, H, W, Ho, Wo, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, mode,
-    count_pad, lo, hi,
+    count_pad, pad_end_h, pad_end_w, dilation_h, dilation_w, adaptive, lo, hi,
 ):  # fmt: skip
+    dh, dw = dilation_h, dilation_w
     for q in range(lo, hi):
         x, dy = q * H * W, q * Ho * Wo
         for oh in range(Ho):
-            hlo, hhi, hpad = _window(oh, stride_h, pad_h, kernel_h, H)
+            hlo, hhi, hpad = _window(oh, stride_h, pad_h, pad_end_h, kernel_h, dh, H, Ho, adaptive)
             for ow in range(Wo):
-                wlo, whi, wpad = _window(ow, stride_w, pad_w, kernel_w, W)
+                wlo, whi, wpad = _window(
+                    ow, stride_w, pad_w, pad_end_w, kernel_w, dw, W, Wo, adaptive
+                )
                 if hlo >= hhi or wlo >= whi:
                     continue
                 g = dout[U(dy + oh * Wo + ow)]
                 if mode == MAX:
-                    dinp[U(x + _argmax(inp, x, W, hlo, hhi, wlo, whi))] += g
+                    dinp[U(x + _argmax(inp, x, W, hlo, hhi, dh, wlo, whi, dw))] += g
                 else:
                     d = _divisor(mode, count_pad, hlo, hhi, hpad, wlo, whi, wpad)
                     g = np.float32(g / d)
@@ -104,26 +120,26 @@ def pool_backward(
 # ------------------------------------------------------------------------------- row adapters
 @njit(**JIT)
 def _window_attrs(row):
-    """(kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, mode, count_pad) of a POOL row."""
+    """(kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, mode, count_pad, pad_end_h,
+    pad_end_w, dilation_h, dilation_w, adaptive) of a POOL row."""
     return (
         row[POOL_ROW.kernel_h], row[POOL_ROW.kernel_w], row[POOL_ROW.stride_h],
         row[POOL_ROW.stride_w], row[POOL_ROW.pad_h], row[POOL_ROW.pad_w], row[POOL_ROW.mode],
-        row[POOL_ROW.count_pad],
+        row[POOL_ROW.count_pad], row[POOL_ROW.pad_end_h], row[POOL_ROW.pad_end_w],
+        row[POOL_ROW.dilation_h], row[POOL_ROW.dilation_w], row[POOL_ROW.adaptive],
     )  # fmt: skip
 
 
 @njit(**JIT)
 def _forward_chunk(c, nch, planes, out, inp, H, W, Ho, Wo, row):
     lo, hi = chunk(c, nch, planes)
-    kh, kw, sh, sw, ph, pw, mode, count_pad = _window_attrs(row)
-    pool_forward(out, inp, H, W, Ho, Wo, kh, kw, sh, sw, ph, pw, mode, count_pad, lo, hi)
+    pool_forward(out, inp, H, W, Ho, Wo, *_window_attrs(row), lo, hi)
 
 
 @njit(**JIT)
 def _backward_chunk(c, nch, planes, dinp, dout, inp, H, W, Ho, Wo, row):
     lo, hi = chunk(c, nch, planes)
-    kh, kw, sh, sw, ph, pw, mode, count_pad = _window_attrs(row)
-    pool_backward(dinp, dout, inp, H, W, Ho, Wo, kh, kw, sh, sw, ph, pw, mode, count_pad, lo, hi)
+    pool_backward(dinp, dout, inp, H, W, Ho, Wo, *_window_attrs(row), lo, hi)
 
 
 _forward_chunks = parallel_chunks("pool_forward_chunks", _forward_chunk)

@@ -40,6 +40,14 @@ PUBLISHED: dict[str, tuple[int, int, tuple[int, ...]]] = {
     "cifar_net": (1_116_970, 25_528_832, (10,)),
     "resnet_cifar": (78_042, 12_501_632, (10,)),
     "fashion_small": (65_834, 18_289_792, (10,)),
+    # issue 9: torchvision, weights=None, at 3x224x224; MACs of the conv and FC layers
+    "efficientnet_b0": (5_288_548, 385_814_752, (1000,)),
+    "mobilenet_v3_small": (2_542_856, 56_510_400, (1000,)),
+    "mobilenet_v3_large": (5_483_032, 216_589_760, (1000,)),
+    "regnet_y_400mf": (4_344_144, 401_842_848, (1000,)),
+    "shufflenet_v2_x1_0": (2_278_604, 144_907_992, (1000,)),
+    "convnext_tiny": (28_589_128, 4_455_531_264, (1000,)),
+    "deeplabv3_resnet50": (39_638_869, 31_310_548_992, (21, 224, 224)),
 }
 
 # named tensors whose shapes are part of the published description

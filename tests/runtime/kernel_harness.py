@@ -15,6 +15,7 @@ shaped (n, C, H, W). They read attributes by name from the resolved attrs (`a["s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numba
@@ -58,7 +59,7 @@ def resolve(text: str, ins: str | list[str]) -> Layer:
     in_shapes = shapes(ins)
     keyword, _, args = text.partition(" ")
     kind = REGISTRY[keyword]
-    if kind.merge:  # a merge takes branches, not the tensor before it: `CONCAT(in, in) args`
+    if kind.merge or len(in_shapes) > 1:  # branches, not the tensor before: `CONCAT(in, in) args`
         text = f"{keyword}({', '.join(['in'] * len(in_shapes))}) {args}"
     node = expand(parse(f"input {fmt(in_shapes[0])}\n{text}")).nodes[-1]
     inferred = kind.shape(node.attrs, list(in_shapes))
@@ -197,13 +198,19 @@ def _patch(xp, i, j, a, ho, wo):
     return xp[:, :, rows, cols]
 
 
+def _conv_pad(x, a):
+    """x zero padded top/left by `pad` and bottom/right by `pad_end` (CONV's; DECONV's is `pad`)."""
+    (ph, pw), (pb, pr) = a["pad"], a.get("pad_end", a["pad"])
+    return np.pad(x, ((0, 0), (0, 0), (ph, pb), (pw, pr)))
+
+
 def conv_ref(x, w, a):
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = a["kernel"], a["stride"], a["pad"], a["dilation"]
+    (kh, kw), (sh, sw), (dh, dw) = a["kernel"], a["stride"], a["dilation"]
     g = a["groups"]
-    n, c, h, wd = x.shape
+    n, c, _, _ = x.shape
     o = w.shape[0]
-    ho, wo = conv_out(h, kh, sh, ph, dh), conv_out(wd, kw, sw, pw, dw)
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    xp = _conv_pad(x, a)
+    ho, wo = conv_out(xp.shape[2], kh, sh, 0, dh), conv_out(xp.shape[3], kw, sw, 0, dw)
     y = np.zeros((n, o, ho, wo))
     cg, og = c // g, o // g
     for i in range(kh):
@@ -220,7 +227,7 @@ def conv_ref_grad(x, w, dy, a):
     (kh, kw), (ph, pw), g = a["kernel"], a["pad"], a["groups"]
     n, c, h, wd = x.shape
     o, ho, wo = dy.shape[1:]
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    xp = _conv_pad(x, a)
     dxp, dw = np.zeros_like(xp), np.zeros_like(w)
     cg, og = c // g, o // g
     for i in range(kh):
@@ -262,15 +269,25 @@ def deconv_ref_grad(x, w, dy, a):
     return dx, conv_ref_grad(dy, w, xpad, a)[1]
 
 
+def _pool_taps(o, size, n_out, k, s, pad, pad_end, d, adaptive):
+    """The input indices output o pools along one axis, and the count_pad divisor's extent."""
+    if adaptive:  # PyTorch: [floor(o * size / n_out), ceil((o + 1) * size / n_out))
+        lo, hi = math.floor(o * size / n_out), math.ceil((o + 1) * size / n_out)
+        return list(range(lo, hi)), hi - lo
+    start = o * s - pad
+    taps = [start + d * i for i in range(k)]
+    extent = min(start + d * (k - 1) + 1, size + pad_end) - start
+    return [t for t in taps if 0 <= t < size], extent
+
+
 def _pool_windows(h, w, a, ho, wo):
     (kh, kw), (sh, sw), (ph, pw) = a["kernel"], a["stride"], a["pad"]
+    (pb, pr), (dh, dw), adaptive = a["pad_end"], a["dilation"], a["adaptive"]
     for oh in range(ho):
+        rows, hext = _pool_taps(oh, h, ho, kh, sh, ph, pb, dh, adaptive)
         for ow in range(wo):
-            h0, w0 = oh * sh - ph, ow * sw - pw
-            h1, w1 = min(h0 + kh, h + ph), min(w0 + kw, w + pw)
-            padded = (h1 - h0) * (w1 - w0)
-            h0, w0, h1, w1 = max(h0, 0), max(w0, 0), min(h1, h), min(w1, w)
-            yield oh, ow, h0, h1, w0, w1, padded
+            cols, wext = _pool_taps(ow, w, wo, kw, sw, pw, pr, dw, adaptive)
+            yield oh, ow, rows, cols, hext * wext
 
 
 def _pool_divisor(a, padded, real):
@@ -284,12 +301,12 @@ def _pool_divisor(a, padded, real):
 def pool_ref(x, a, out):
     n, c, h, w = x.shape
     y = np.zeros((n, c, *out[1:]))
-    for oh, ow, h0, h1, w0, w1, padded in _pool_windows(h, w, a, *out[1:]):
-        win = x[:, :, h0:h1, w0:w1]
+    for oh, ow, rows, cols, padded in _pool_windows(h, w, a, *out[1:]):
+        win = x[:, :, rows][:, :, :, cols]
         if a["mode"] == "max":
             y[:, :, oh, ow] = win.max(axis=(2, 3))
         else:
-            div = _pool_divisor(a, padded, win.shape[2] * win.shape[3])
+            div = _pool_divisor(a, padded, len(rows) * len(cols))
             y[:, :, oh, ow] = win.sum(axis=(2, 3)) / div
     return y
 
@@ -297,19 +314,46 @@ def pool_ref(x, a, out):
 def pool_ref_grad(x, dy, a):
     n, c, h, w = x.shape
     dx = np.zeros_like(x)
-    for oh, ow, h0, h1, w0, w1, padded in _pool_windows(h, w, a, *dy.shape[2:]):
+    for oh, ow, rows, cols, padded in _pool_windows(h, w, a, *dy.shape[2:]):
         g = dy[:, :, oh, ow]
         if a["mode"] == "max":  # the first maximum of the window takes the gradient
-            win = x[:, :, h0:h1, w0:w1].reshape(n, c, -1)
+            win = x[:, :, rows][:, :, :, cols].reshape(n, c, -1)
             first = win.argmax(axis=2)
             for s in range(n):
                 for b in range(c):
-                    i, j = divmod(first[s, b], w1 - w0)
-                    dx[s, b, h0 + i, w0 + j] += g[s, b]
+                    i, j = divmod(first[s, b], len(cols))
+                    dx[s, b, rows[i], cols[j]] += g[s, b]
         else:
-            div = _pool_divisor(a, padded, (h1 - h0) * (w1 - w0))
-            dx[:, :, h0:h1, w0:w1] += (g / div)[:, :, None, None]
+            div = _pool_divisor(a, padded, len(rows) * len(cols))
+            dx[:, :, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] += (g / div)[:, :, None, None]
     return dx
+
+
+def bilinear_matrix(size, n_out, align_corners):
+    """(n_out, size) interpolation weights along one axis, as PyTorch computes them."""
+    m = np.zeros((n_out, size))
+    for o in range(n_out):
+        if align_corners:
+            src = o * (size - 1) / (n_out - 1) if n_out > 1 else 0.0
+        else:
+            src = max((o + 0.5) * size / n_out - 0.5, 0.0)
+        i0 = min(int(math.floor(src)), size - 1)
+        i1 = min(i0 + 1, size - 1)
+        m[o, i0] += 1 - (src - i0)
+        m[o, i1] += src - i0
+    return m
+
+
+def bilinear_ref(x, out, align_corners):
+    mh = bilinear_matrix(x.shape[2], out[1], align_corners)
+    mw = bilinear_matrix(x.shape[3], out[2], align_corners)
+    return np.einsum("oh,nchw,pw->ncop", mh, x, mw)
+
+
+def bilinear_ref_grad(x, dy, align_corners):
+    mh = bilinear_matrix(x.shape[2], dy.shape[2], align_corners)
+    mw = bilinear_matrix(x.shape[3], dy.shape[3], align_corners)
+    return np.einsum("oh,ncop,pw->nchw", mh, dy, mw)
 
 
 def softmax_ref(x):
@@ -396,6 +440,8 @@ def ref_forward(kind, xs, ps, a, ctx):
         return x * ctx["mask"] if ctx["training"] else x
     if kind == "LRN":
         return lrn_ref(x, a)
+    if kind == "UPSAMPLE" and a["mode"] == "bilinear":
+        return bilinear_ref(x, ctx["out"], a["align_corners"])
     if kind == "UPSAMPLE":
         sh, sw = a["scale"]
         return x.repeat(sh, axis=2).repeat(sw, axis=3)
@@ -475,10 +521,14 @@ def ref_backward(kind, xs, ps, a, ctx, dy):
         return [dy * ctx["mask"] if ctx["training"] else dy], []
     if kind == "LRN":
         return [lrn_ref_grad(x, dy, a)], []
-    if kind == "UPSAMPLE":
+    if kind == "UPSAMPLE":  # a second input only gives the size: no gradient
         c, h, w = x.shape[1:]
         sh, sw = a["scale"]
-        return [dy.reshape(n, c, h, sh, w, sw).sum(axis=(3, 5))], []
+        if a["mode"] == "bilinear":
+            dx = bilinear_ref_grad(x, dy, a["align_corners"])
+        else:
+            dx = dy.reshape(n, c, h, sh, w, sw).sum(axis=(3, 5))
+        return [dx] + [np.zeros_like(t) for t in xs[1:]], []
     if kind == "ADD":
         return [dy] * len(xs), []
     if kind == "CONCAT":

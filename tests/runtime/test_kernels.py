@@ -142,6 +142,9 @@ CASES = (
     case("CONV 3@1x1 s2", "4x7x7"),  # strided 1x1: im2col
     case("CONV 6@5x5 p2", "1x12x12", need_dx=[False]),  # a first layer
     case("CONV 16@5x5", "6x14x14"),  # LeNet conv2
+    case("CONV 4@3x3 s2 pad=0x0x1x1", "3x8x8"),  # TF "same" at stride 2: pad bottom/right
+    case("CONV 6@3x2 pad=1x0x2x1 d2x1 g2", "4x9x8"),
+    case("CONV 6@5x5 s2 p2x2x1x1 dw", "6x9x9"),  # depthwise, asymmetric
     case("DECONV 3@3x3 s2 p1 op1", "4x5x5"),
     case("DECONV 6@2x3 s2x1 p0x1 d1x2 g2 op1x0", "4x4x6"),
     case("DECONV 4@1x1 nobias", "6x5x4"),  # 1x1: gemm straight into the output
@@ -156,6 +159,16 @@ CASES = (
     case("POOL sum 2x3 s1x2 p1", "2x7x8"),
     case("POOL avg global", "5x6x7"),  # global average: the window is the whole 6x7 input
     case("POOL max global", "5x6x7"),  # global max
+    case("POOL max 3x3 s2 p1 d2", "3x11x10"),  # dilated max (DeepLab-style)
+    case("POOL max 2x3 s1x2 d2x1 ceil", "2x9x8"),
+    case("POOL max 3x3 s2 pad=1x0x0x1", "3x8x9"),  # pads top, left, bottom, right
+    case("POOL avg 3x3 s2 p0x1x1x0 ceil", "2x9x8"),
+    case("POOL avg 3x3 s2 p1x1x0x0 exclude_pad", "2x8x8"),
+    case("POOL sum 2x2 s2 pad=0x0x1x1", "2x7x7"),
+    case("POOL avg adaptive 3x3", "4x7x8"),  # overlapping windows of 3 and 4
+    case("POOL max adaptive 2x5", "3x9x7"),
+    case("POOL avg adaptive 1x1", "6x5x5"),  # = global average
+    case("POOL avg adaptive 4x4", "2x3x2"),  # more outputs than inputs: windows repeat
     case("FC 7", "3x4x5"),
     case("FC 4 nobias", "10x1x1"),
     case("FC 120", "16x5x5"),  # parallel: batch blocks, or feature blocks at n=1
@@ -189,6 +202,13 @@ CASES = (
     case("UPSAMPLE 2x2", "3x4x5"),
     case("UPSAMPLE 3x1", "2x3x3"),
     case("UPSAMPLE 1x2", "4x16x16"),
+    case("UPSAMPLE bilinear 2", "3x4x5"),  # PyTorch's align_corners=False
+    case("UPSAMPLE bilinear 3x2 align_corners", "2x3x4"),
+    case("UPSAMPLE bilinear", "4x16x16"),
+    case("UPSAMPLE bilinear", ["3x4x5", "1x13x9"]),  # to the size of the second input
+    case("UPSAMPLE bilinear align_corners", ["2x5x3", "6x7x11"], need_dx=[True, False]),
+    case("UPSAMPLE bilinear", ["2x9x8", "1x4x3"]),  # down as well as up
+    case("UPSAMPLE", ["3x2x3", "1x4x9"]),  # nearest, to a whole multiple
     case("ADD", [SMALL, SMALL]),
     case("ADD", ["2x3x3"] * 3, need_dx=[True, False, True]),
     case("ADD", [BIG] * 3),
@@ -428,6 +448,34 @@ def test_reference_gradient_matches_finite_differences(c):
                 assert abs(num - gflat[i]) <= 1e-5 * max(1.0, abs(num)), (kind, c, i)
 
 
+def torch_pool(F, torch, x, a):
+    """POOL through torch's own functions: adaptive, dilated, or padded first when the pads
+    after the input differ from those before it."""
+    if a["adaptive"]:
+        size = a["adaptive_out"]
+        pool = F.adaptive_max_pool2d if a["mode"] == "max" else F.adaptive_avg_pool2d
+        return pool(x, size)
+    args = dict(kernel_size=a["kernel"], stride=a["stride"], ceil_mode=a["ceil"])
+    (ph, pw), (pb, pr) = a["pad"], a["pad_end"]
+    sides = (pw, pr, ph, pb)
+    symmetric = (ph, pw) == (pb, pr)
+    pad = a["pad"] if symmetric else 0
+    if a["mode"] == "max":
+        x = x if symmetric else F.pad(x, sides, value=-float("inf"))
+        return F.max_pool2d(x, **args, padding=pad, dilation=a["dilation"])
+    if a["mode"] == "sum":
+        return F.avg_pool2d(x if symmetric else F.pad(x, sides), **args, padding=pad,
+                            divisor_override=1)  # fmt: skip
+    if symmetric:
+        return F.avg_pool2d(x, **args, padding=pad, count_include_pad=a["count_pad"])
+    total = F.avg_pool2d(F.pad(x, sides), **args, divisor_override=1)
+    if a["count_pad"]:  # the window clipped to the padded input
+        ones = F.pad(torch.ones_like(x[:1, :1]), sides, value=1.0)
+    else:
+        ones = F.pad(torch.ones_like(x[:1, :1]), sides)
+    return total / F.avg_pool2d(ones, **args, divisor_override=1)
+
+
 # Dropout masks differ from torch's by design (checked against the stored mask above); torch
 # checks dropout's inference path only.
 TORCH_MODES = {"BN": (True, False), "DROPOUT": (False,), "DROPPATH": (False,)}
@@ -437,20 +485,16 @@ def torch_forward(F, torch, kind, xs, ps, a, training, state):
     x = xs[0]
     if kind == "CONV":
         b = ps[1] if a["bias"] else None
-        return F.conv2d(x, ps[0], b, a["stride"], a["pad"], a["dilation"], a["groups"])
+        (ph, pw), (pb, pr) = a["pad"], a["pad_end"]
+        x = F.pad(x, (pw, pr, ph, pb))  # torch's order: left, right, top, bottom
+        return F.conv2d(x, ps[0], b, a["stride"], 0, a["dilation"], a["groups"])
     if kind == "DECONV":
         b = ps[1] if a["bias"] else None
         return F.conv_transpose2d(
             x, ps[0], b, a["stride"], a["pad"], a["outpad"], a["groups"], a["dilation"]
         )
     if kind == "POOL":
-        args = dict(kernel_size=a["kernel"], stride=a["stride"], padding=a["pad"])
-        args["ceil_mode"] = a["ceil"]
-        if a["mode"] == "max":
-            return F.max_pool2d(x, **args)
-        if a["mode"] == "avg":
-            return F.avg_pool2d(x, **args, count_include_pad=a["count_pad"])
-        return F.avg_pool2d(x, **args, divisor_override=1)
+        return torch_pool(F, torch, x, a)
     if kind == "FC":
         return F.linear(x.flatten(1), ps[0], ps[1] if a["bias"] else None)[:, :, None, None]
     if kind == "FLATTEN":
@@ -463,8 +507,13 @@ def torch_forward(F, torch, kind, xs, ps, a, training, state):
         return F.batch_norm(x, state[0], state[1], ps[0], ps[1], training, a["momentum"], a["eps"])
     if kind == "LRN":
         return F.local_response_norm(x, a["size"], a["alpha"], a["beta"], a["k"])
+    if kind == "UPSAMPLE" and a["mode"] == "bilinear":
+        size = xs[1].shape[2:] if len(xs) > 1 else None
+        scale = None if size is not None else tuple(float(v) for v in a["scale"])
+        return F.interpolate(x, size, scale, mode="bilinear", align_corners=a["align_corners"])
     if kind == "UPSAMPLE":
-        return F.interpolate(x, scale_factor=a["scale"], mode="nearest")
+        return F.interpolate(x, xs[1].shape[2:] if len(xs) > 1 else None,
+                             None if len(xs) > 1 else a["scale"], mode="nearest")  # fmt: skip
     if kind == "DROPOUT":
         return F.dropout(x, a["rate"], training)
     if kind == "ADD":
@@ -518,8 +567,9 @@ def test_kernel_matches_torch(c):
         st.run(backward=True, training=training)
         y.backward(torch.tensor(st.dy(), dtype=torch.float64))
         for j, x in enumerate(xs):
-            if dx0[j] is not None:
-                close(st.dx(j) - dx0[j], x.grad.numpy(), f"{kind} dx{j} vs torch")
+            if dx0[j] is not None:  # (an input torch does not differentiate gets no gradient)
+                expected = x.grad.numpy() if x.grad is not None else np.zeros(x.shape)
+                close(st.dx(j) - dx0[j], expected, f"{kind} dx{j} vs torch")
         for g, g_before, p in zip(st.grads(), g0, ps, strict=True):
             close(g - g_before, p.grad.numpy(), f"{kind} parameter gradient vs torch")
 

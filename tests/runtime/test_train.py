@@ -159,3 +159,16 @@ def test_train_rejects_data_of_the_wrong_shape(tmp_path, capsys):
     spec = write_spec(tmp_path, TINY.replace("1x28x28", "3x32x32"))
     assert main(["train", spec, "--epochs", "1", "--quiet", "--out", str(tmp_path / "r")]) == 2
     assert "3x32x32" in capsys.readouterr().err
+
+
+def test_todays_layers_train_with_cnnc_train(tmp_path):
+    """SE (MUL), SILU, LN and DROPPATH learn: `cnnc train` on the bundled data lowers the loss."""
+    import json
+
+    spec = Path(__file__).parents[2] / "specs" / "tiny_efficientnet.cnn"
+    run = tmp_path / "run"
+    args = ["train", str(spec), "--epochs", "2", "--limit", "640", "--batch", "32"]
+    assert main([*args, "--out", str(run), "--quiet"]) == 0
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [epoch["train_loss"] for epoch in epochs]
+    assert len(losses) == 2 and losses[1] < losses[0] < 2.4, losses
