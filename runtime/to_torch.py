@@ -1,111 +1,20 @@
-"""Build the PyTorch equivalent of a checked spec, optionally with a Network's weights.
+"""The PyTorch twin of a checked spec, optionally with a Network's weights: the module that
+`cnnc export --to pytorch` writes (compiler/torch_export.py), built in memory.
 
 Used as the second oracle in tests and as the baseline in the benchmark; torch is imported only
-here, and only when called.
+here, and only when called. Parameter and buffer names are cnnc's (`basic2.conv1.weight`).
 """
 
 from __future__ import annotations
 
 from cnnc.compiler.check import Checked
-from cnnc.compiler.layers import REGISTRY
-
-
-def _merges():
-    import torch
-    from torch import nn
-
-    class Add(nn.Module):
-        def forward(self, inputs):
-            result = inputs[0]
-            for other in inputs[1:]:
-                result = result + other
-            return result
-
-    class Concat(nn.Module):
-        def forward(self, inputs):
-            return torch.cat(inputs, dim=1)
-
-    return {"ADD": Add, "CONCAT": Concat}
-
-
-def _module(layer, in_shapes):
-    """The torch module of one layer; a merge's module takes the list of its inputs."""
-    import math
-
-    from torch import nn
-
-    a, c_in = layer.attrs, in_shapes[0][0]
-    norm = nn.BatchNorm2d if len(in_shapes[0]) == 3 else nn.BatchNorm1d
-    ceil = a.get("ceil") and not a.get("global")
-    builders = {
-        "CONV": lambda: nn.Conv2d(
-            c_in, layer.shape[0], a["kernel"], a["stride"], a["pad"], a["dilation"],
-            a["groups"], a["bias"],
-        ),
-        "DECONV": lambda: nn.ConvTranspose2d(
-            c_in, layer.shape[0], a["kernel"], a["stride"], a["pad"], a["outpad"], a["groups"],
-            a["bias"], a["dilation"],
-        ),
-        "POOL": lambda: nn.MaxPool2d(a["kernel"], a["stride"], a["pad"], ceil_mode=ceil)
-        if a["mode"] == "max"
-        else nn.AvgPool2d(
-            a["kernel"], a["stride"], a["pad"], ceil_mode=ceil, count_include_pad=a["count_pad"],
-            divisor_override=1 if a["mode"] == "sum" else None,
-        ),
-        "FC": lambda: nn.Sequential(
-            nn.Flatten(), nn.Linear(math.prod(in_shapes[0]), a["units"], a["bias"])
-        ),
-        "BN": lambda: norm(c_in, a["eps"], a["momentum"]),
-        "FLATTEN": lambda: nn.Flatten(),
-        "RELU": lambda: nn.ReLU(),
-        "RELU6": lambda: nn.ReLU6(),
-        "LEAKYRELU": lambda: nn.LeakyReLU(a["slope"]),
-        "ELU": lambda: nn.ELU(a["alpha"]),
-        "TANH": lambda: nn.Tanh(),
-        "SIGMOID": lambda: nn.Sigmoid(),
-        "SOFTMAX": lambda: nn.Softmax(dim=1),
-        "DROPOUT": lambda: nn.Dropout(a["rate"]),
-        "LRN": lambda: nn.LocalResponseNorm(a["size"], a["alpha"], a["beta"], a["k"]),
-        "UPSAMPLE": lambda: nn.Upsample(
-            scale_factor=tuple(float(s) for s in a["scale"]), mode="nearest"
-        ),
-        **_merges(),
-    }  # fmt: skip
-    return builders[layer.node.kind]()
-
-
-def _weighted(module):
-    """The submodule that owns weight/bias (a Linear inside its Flatten-Linear pair)."""
-    from torch import nn
-
-    return module[1] if isinstance(module, nn.Sequential) else module
 
 
 def build(checked: Checked, network=None):
     """A torch.nn.Module computing the same function; weights copied from `network` if given."""
-    from torch import nn
+    from cnnc.compiler.torch_export import module_class
 
-    class SpecModule(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.inputs = [layer.node.inputs for layer in checked.layers]
-            self.merges = [REGISTRY[layer.node.kind].merge for layer in checked.layers[1:]]
-            self.output = checked.graph.output
-            self.layers = nn.ModuleDict()
-            for layer in checked.layers[1:]:
-                module = _module(layer, [checked.layers[i].shape for i in layer.node.inputs])
-                self.layers[layer.node.name.replace(".", "__")] = module
-            self.names = [layer.node.name.replace(".", "__") for layer in checked.layers]
-
-        def forward(self, x):
-            values = [x]
-            for index in range(1, len(self.inputs)):
-                args = [values[i] for i in self.inputs[index]]
-                module = self.layers[self.names[index]]
-                values.append(module(args) if self.merges[index - 1] else module(args[0]))
-            return values[self.output]
-
-    module = SpecModule()
+    module = module_class(checked)()
     if network is not None:
         copy_weights(network, module)
     return module
@@ -114,22 +23,14 @@ def build(checked: Checked, network=None):
 def copy_weights(network, module) -> None:
     import torch
 
+    state = module.state_dict()
     with torch.no_grad():
         for name, value in {**network.parameters(), **network.buffers()}.items():
-            layer, _, role = name.rpartition(".")
-            target = getattr(_weighted(module.layers[layer.replace(".", "__")]), role)
-            target.copy_(torch.from_numpy(value.copy()).reshape(target.shape))
+            state[name].copy_(torch.from_numpy(value.copy()).reshape(state[name].shape))
 
 
 def gradients(module, checked: Checked) -> dict:
-    """Parameter gradients of a SpecModule under cnnc's names."""
-    result = {}
-    for layer in checked.layers[1:]:
-        key = layer.node.name.replace(".", "__")
-        if key not in module.layers:
-            continue
-        owner = _weighted(module.layers[key])
-        for role in layer.params:
-            grad = getattr(owner, role).grad
-            result[f"{layer.node.name}.{role}"] = None if grad is None else grad.numpy()
-    return result
+    """Parameter gradients of the module under cnnc's names."""
+    return {
+        name: None if p.grad is None else p.grad.numpy() for name, p in module.named_parameters()
+    }
