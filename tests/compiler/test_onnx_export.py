@@ -230,3 +230,26 @@ def test_missing_extra_names_it(capsys, tmp_path, monkeypatch):
     assert code == 2 and "pip install 'cnnc[onnx]'" in err
     code, _, err = run(capsys, "import", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "m.cnn"))
     assert code == 2 and "pip install 'cnnc[onnx]'" in err
+
+
+OTHER_ZOO = [n for n in ZOO if n not in SMALL_ZOO and n not in SHARED_KINDS]
+
+
+@pytest.mark.parametrize("name", OTHER_ZOO)
+def test_onnxruntime_equals_the_torch_module_on_the_rest_of_the_zoo(name):
+    """The specs whose kind sets cnnc would compile only for this test: onnxruntime against the
+    exported torch module (which tests/runtime/test_network.py holds equal to cnnc)."""
+    ort = pytest.importorskip("onnxruntime")
+    torch = pytest.importorskip("torch")
+    from cnnc.compiler.torch_export import module_class
+
+    checked, weights, model = exported(name)
+    module = module_class(checked)().eval()
+    module.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=False)
+    x = np.random.default_rng(5).standard_normal((2, *checked.graph.input_shape), np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (actual,) = session.run(None, {"input": x})
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+    scale = max(float(np.abs(expected).max()), 1.0)
+    assert np.abs(actual - expected).max() <= 1e-4 * scale
