@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     parser.add_argument("--spec", default=str(ROOT / "specs" / "lenet5.cnn"))
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--batch", type=int, default=64, help="global batch (both ranks)")
-    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/ddp_lenet5")
     args = parser.parse_args(argv)

@@ -18,12 +18,12 @@ def test_two_ranks_end_equal_and_learn(tmp_path):
     from safetensors.torch import load_file
 
     done = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "ddp_lenet5.py"), "--steps", "25",
+        [sys.executable, str(ROOT / "examples" / "ddp_lenet5.py"), "--steps", "40",
          "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "2 ranks, 25 steps" in done.stdout
+    assert "2 ranks, 40 steps" in done.stdout
     first, second = (load_file(str(tmp_path / f"rank{r}.safetensors")) for r in range(2))
     assert first.keys() == second.keys() and "conv1.weight" in first
     for name in first:
@@ -32,5 +32,5 @@ def test_two_ranks_end_equal_and_learn(tmp_path):
     assert not torch.equal(first["fc3.weight"], exported["param/fc3.weight"])
     for rank in range(2):
         losses = json.loads((tmp_path / f"rank{rank}.json").read_text())["losses"]
-        assert len(losses) == 25
-        assert sum(losses[-5:]) / 5 < 0.9 * sum(losses[:5]) / 5
+        assert len(losses) == 40
+        assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
