@@ -106,25 +106,17 @@ def _timed(fn, n: int) -> float:
 
 
 def torch_model(checked, net, logits: bool):
-    """The spec as a torch module with the network's weights. A plain chain becomes an
-    nn.Sequential (less Python per layer than the generic graph module); with `logits` the final
-    SOFTMAX is dropped so that F.cross_entropy sees the logits, as cnnc's fused loss does."""
-    generic = to_torch.build(checked, net)
-    nodes, layers = checked.graph.nodes, checked.layers
-    last = nodes[checked.graph.output]
+    """The spec as its exported torch module (`cnnc export --to pytorch`) with the network's
+    weights; its forward is one plain call per layer. With `logits` the final SOFTMAX is an
+    Identity so that F.cross_entropy sees the logits, as cnnc's fused loss does."""
+    module = to_torch.build(checked, net)
+    last = checked.graph.nodes[checked.graph.output]
     if logits:
         if last.kind != "SOFTMAX":
             raise SystemExit(f"{checked.graph.path}: training needs a final SOFTMAX")
-        generic.layers[last.name.replace(".", "__")] = torch.nn.Identity()
-    if any(node.inputs != (node.index - 1,) for node in nodes[1:]) or last is not nodes[-1]:
-        return generic  # a graph (ADD, CONCAT): the generic module
-    chain = []
-    for node in nodes[1:-1] if logits else nodes[1:]:
-        module = generic.layers[node.name.replace(".", "__")]
-        if isinstance(module, torch.nn.Sequential) and len(layers[node.index - 1].shape) == 1:
-            module = module[1]  # an FC whose input is already flat: just the Linear
-        chain.append(module)
-    return torch.nn.Sequential(*chain)
+        parent, _, attr = last.name.rpartition(".")
+        setattr(module.get_submodule(parent), attr, torch.nn.Identity())
+    return module
 
 
 def fastest_torch(step, args) -> bool:

@@ -22,7 +22,7 @@ from cnnc.compiler.files import shape_arg as _shape_arg
 from cnnc.runtime import memory, show
 from cnnc.runtime.errors import CheckpointError, DataError, ResourceError, TrainingError
 
-from . import cli_draw, cli_review, cli_train
+from . import cli_draw, cli_export, cli_review, cli_train
 
 EXIT_CODES: dict[type[BaseException], int] = {
     SpecError: 1,  # a spec that does not check, or a failed `expect`
@@ -351,6 +351,7 @@ def parser() -> argparse.ArgumentParser:
     cli_review.add_commands(sub, _shape_arg)
 
     cli_draw.add_commands(sub)
+    cli_export.add_commands(sub)
     show.add_commands(sub)
     layers = sub.add_parser("layers", help="every layer kind, its arguments and their defaults")
     layers.add_argument("--format", choices=("text", "markdown"), default="text")

@@ -1,0 +1,252 @@
+"""Checked spec + weights -> an ONNX model, built with the onnx package's own helpers.
+
+One function per layer kind in `EXPORTERS` turns a layer into standard ONNX nodes; adding a kind
+is one entry there. Tensors keep the spec's names (`conv1`, `basic2.conv1`); the graph input is
+`input`, the output `output`, the batch dimension is the symbolic `batch`, and parameters and BN
+running statistics are initializers under cnnc's names (`conv1.weight`, `bn1.running_mean`).
+Small constants an operator needs (a Clip bound, a Resize scale) are initializers named
+`<layer>.<role>`; `onnx_import` folds them back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .check import Checked, Layer
+from .files import UsageError
+
+OPSET = 18  # ONNX Runtime >= 1.14, TensorRT >= 8.6
+INPUT, OUTPUT, BATCH = "input", "output", "batch"
+
+
+class ExportError(UsageError):
+    """A spec that checks but has a layer with no faithful form in the target (exit 2)."""
+
+
+@dataclass
+class Builder:
+    """What the per-kind exporters add to: nodes and initializers, in order."""
+
+    weights: dict  # cnnc name -> numpy array
+    nodes: list = field(default_factory=list)
+    initializers: list = field(default_factory=list)
+
+    def node(self, op: str, inputs: list[str], output: str, name: str, **attrs) -> str:
+        from onnx import helper
+
+        self.nodes.append(helper.make_node(op, inputs, [output], name=name, **attrs))
+        return output
+
+    def constant(self, name: str, value, dtype="float32") -> str:
+        import numpy as np
+        from onnx import numpy_helper
+
+        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def param(self, layer: Layer, role: str) -> str:
+        import numpy as np
+        from onnx import numpy_helper
+
+        name = f"{layer.node.name}.{role}"
+        value = np.asarray(self.weights[name], np.float32)
+        self.initializers.append(numpy_helper.from_array(value, name))
+        return name
+
+
+Exporter = Callable[[Builder, Layer, list[str], str], None]
+
+
+def _pads(pad, end=(0, 0)) -> list[int]:
+    """ONNX order: [top, left, bottom, right]."""
+    return [pad[0], pad[1], pad[0] + end[0], pad[1] + end[1]]
+
+
+def _conv(b: Builder, layer: Layer, ins: list[str], out: str) -> None:
+    a = layer.attrs
+    inputs = [ins[0], b.param(layer, "weight")] + ([b.param(layer, "bias")] if a["bias"] else [])
+    op = "Conv" if layer.node.kind == "CONV" else "ConvTranspose"
+    extra = {"output_padding": list(a["outpad"])} if op == "ConvTranspose" else {}
+    b.node(
+        op, inputs, out, layer.node.name, kernel_shape=list(a["kernel"]), strides=list(a["stride"]),
+        pads=_pads(a["pad"]), dilations=list(a["dilation"]), group=a["groups"], **extra,
+    )  # fmt: skip
+
+
+def _pool(b: Builder, layer: Layer, ins: list[str], out: str, in_shape) -> None:
+    a, name = layer.attrs, layer.node.name
+    if a["global"] and a["mode"] in ("max", "avg"):
+        b.node("GlobalMaxPool" if a["mode"] == "max" else "GlobalAveragePool", ins, out, name)
+        return
+    kernel, stride = list(a["kernel"]), list(a["stride"])
+    end = (0, 0)
+    ceil = 0
+    if a["ceil"]:
+        # The windows that hang over the end read nothing (max, sum, avg without padding in the
+        # divisor), so ceil mode is explicit end padding; avg with padding counted keeps ceil_mode,
+        # whose divisor onnxruntime clips at the padded input as PyTorch does.
+        if a["mode"] == "avg" and a["count_pad"]:
+            ceil = 1
+        else:
+            end = tuple(
+                max(0, (layer.shape[1 + i] - 1) * stride[i] + kernel[i] - in_shape[1 + i]
+                    - 2 * a["pad"][i])
+                for i in range(2)
+            )  # fmt: skip
+    window = {"kernel_shape": kernel, "strides": stride, "pads": _pads(a["pad"], end)}
+    if a["mode"] == "max":
+        b.node("MaxPool", ins, out, name, ceil_mode=ceil, **window)
+        return
+    count_pad = 1 if a["mode"] == "sum" else int(a["count_pad"])
+    target = out if a["mode"] == "avg" else f"{name}.mean"
+    b.node("AveragePool", ins, target, name, ceil_mode=ceil, count_include_pad=count_pad, **window)
+    if a["mode"] == "sum":  # the mean over a window that lies wholly in the padded input, times k
+        area = b.constant(f"{name}.area", kernel[0] * kernel[1])
+        b.node("Mul", [target, area], out, f"{name}.sum")
+
+
+def _fc(b: Builder, layer: Layer, ins: list[str], out: str, in_shape) -> None:
+    name, source = layer.node.name, ins[0]
+    if len(in_shape) != 1:
+        source = b.node("Flatten", [source], f"{name}.flat", f"{name}.flatten", axis=1)
+    inputs = [source, b.param(layer, "weight")]
+    inputs += [b.param(layer, "bias")] if layer.attrs["bias"] else []
+    b.node("Gemm", inputs, out, name, transB=1)
+
+
+def _bn(b: Builder, layer: Layer, ins: list[str], out: str) -> None:
+    a = layer.attrs
+    roles = ("weight", "bias", "running_mean", "running_var")
+    b.node(
+        "BatchNormalization", [ins[0], *(b.param(layer, r) for r in roles)], out, layer.node.name,
+        epsilon=float(a["eps"]), momentum=1.0 - float(a["momentum"]),  # ONNX keeps, torch adds
+    )  # fmt: skip
+
+
+def _lrn(b: Builder, layer: Layer, ins: list[str], out: str) -> None:
+    a = layer.attrs
+    if a["size"] % 2 == 0:
+        raise ExportError(
+            f"{layer.node.name}: LRN {a['size']} has an even size; ONNX centres an even window "
+            "one channel later than PyTorch and cnnc, so the export would differ"
+        )
+    b.node(
+        "LRN", ins, out, layer.node.name, size=a["size"], alpha=float(a["alpha"]),
+        beta=float(a["beta"]), bias=float(a["k"]),
+    )  # fmt: skip
+
+
+def _relu6(b: Builder, layer: Layer, ins: list[str], out: str) -> None:
+    name = layer.node.name
+    bounds = [b.constant(f"{name}.min", 0.0), b.constant(f"{name}.max", 6.0)]
+    b.node("Clip", [ins[0], *bounds], out, name)
+
+
+def _dropout(b: Builder, layer: Layer, ins: list[str], out: str) -> None:
+    ratio = b.constant(f"{layer.node.name}.ratio", float(layer.attrs["rate"]))
+    b.node("Dropout", [ins[0], ratio], out, layer.node.name)
+
+
+def _upsample(b: Builder, layer: Layer, ins: list[str], out: str) -> None:
+    name = layer.node.name
+    scales = b.constant(f"{name}.scales", [1.0, 1.0, *map(float, layer.attrs["scale"])])
+    b.node(
+        "Resize", [ins[0], "", scales], out, name, mode="nearest",
+        coordinate_transformation_mode="asymmetric", nearest_mode="floor",
+    )  # fmt: skip
+
+
+def _simple(op: str, **attrs) -> Exporter:
+    """A kind that is one ONNX operator; `attrs` maps ONNX attribute -> (cnnc attribute, type)."""
+
+    def export(b: Builder, layer: Layer, ins: list[str], out: str) -> None:
+        values = {k: convert(layer.attrs[source]) for k, (source, convert) in attrs.items()}
+        b.node(op, ins, out, layer.node.name, **values)
+
+    return export
+
+
+def _shaped(export) -> Exporter:
+    """Marks an exporter that also needs its input's shape (passed as in_shape)."""
+    export.needs_shape = True
+    return export
+
+
+EXPORTERS: dict[str, Exporter] = {
+    "CONV": _conv,
+    "DECONV": _conv,
+    "POOL": _shaped(_pool),
+    "FC": _shaped(_fc),
+    "FLATTEN": lambda b, layer, ins, out: b.node("Flatten", ins, out, layer.node.name, axis=1),
+    "RELU": _simple("Relu"),
+    "RELU6": _relu6,
+    "LEAKYRELU": _simple("LeakyRelu", alpha=("slope", float)),
+    "ELU": _simple("Elu", alpha=("alpha", float)),
+    "TANH": _simple("Tanh"),
+    "SIGMOID": _simple("Sigmoid"),
+    "SOFTMAX": lambda b, layer, ins, out: b.node(  # over channels, per pixel
+        "Softmax", ins, out, layer.node.name, axis=1
+    ),
+    "BN": _bn,
+    "DROPOUT": _dropout,
+    "LRN": _lrn,
+    "UPSAMPLE": _upsample,
+    "ADD": lambda b, layer, ins, out: b.node(
+        "Add" if len(ins) == 2 else "Sum", ins, out, layer.node.name
+    ),
+    "CONCAT": lambda b, layer, ins, out: b.node("Concat", ins, out, layer.node.name, axis=1),
+}
+
+
+def tensor_names(checked: Checked) -> list[str]:
+    """The ONNX name of each cnnc tensor, aligned with checked.layers."""
+    names = [layer.node.name for layer in checked.layers]
+    names[0], names[checked.graph.output] = INPUT, OUTPUT
+    return names
+
+
+def to_onnx(checked: Checked, weights: dict, metadata: dict | None = None, opset: int = OPSET):
+    """The ONNX ModelProto of a checked spec; `weights` maps every parameter and buffer name to
+    an array; `metadata` (normalization, classes, ...) lands in metadata_props as JSON."""
+    from onnx import TensorProto, helper
+
+    from cnnc import __version__
+
+    names = tensor_names(checked)
+    builder = Builder(weights)
+    for index, layer in enumerate(checked.layers[1:], start=1):
+        kind = layer.node.kind
+        export = EXPORTERS.get(kind)
+        if export is None:
+            raise ExportError(f"{layer.node.name}: cnnc has no ONNX export for {kind} yet")
+        ins = [names[i] for i in layer.node.inputs]
+        if getattr(export, "needs_shape", False):
+            export(builder, layer, ins, names[index], checked.layers[layer.node.inputs[0]].shape)
+        else:
+            export(builder, layer, ins, names[index])
+
+    def value(name, shape):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, [BATCH, *shape])
+
+    graph = helper.make_graph(
+        builder.nodes,
+        checked.graph.name,
+        [value(INPUT, checked.graph.input_shape)],
+        [value(OUTPUT, checked.output.shape)],
+        builder.initializers,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", opset)],
+        producer_name="cnnc",
+        producer_version=__version__,
+        doc_string=f"{checked.graph.name}: {checked.params:,} params, {checked.macs:,} MACs",
+    )
+    model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
+    props = {"cnnc.network": checked.graph.name, "cnnc.spec": checked.graph.source}
+    for key, item in (metadata or {}).items():
+        props[key] = item if isinstance(item, str) else json.dumps(item)
+    helper.set_model_props(model, props)
+    return model
