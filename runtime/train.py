@@ -386,7 +386,7 @@ def plot_curves(metrics_path: Path, png_path: Path) -> None:
         if key != "miou":  # mIoU is measured on validation only
             axis.plot(epochs, [r[f"train_{key}"] for r in records], "o-", label="train")
         if records and f"val_{key}" in records[0]:
-            axis.plot(epochs, [r[f"val_{key}"] for r in records], "o-", label="validation")
+            axis.plot(epochs, [r[f"val_{key}"] for r in records], "o-", c="C1", label="validation")
         axis.set_xlabel("epoch")
         axis.set_ylabel({"loss": "cross-entropy", "acc": "accuracy", "miou": "mean IoU"}[key])
         axis.grid(alpha=0.3)
