@@ -32,8 +32,9 @@ class Dataset:
 
     ``x`` is ``(N, C, H, W)`` ``uint8`` (0..255) or ``float32`` (0..1); ``y`` is ``(N,)``
     ``int64`` in ``0..len(classes)-1``, or for segmentation ``(N, H, W)`` ``uint8`` masks of the
-    images' height and width, labels in ``0..len(classes)-1`` or 255 (ignored). ``x_test``/``y_test`` follow the same rules with the same
-    ``C, H, W``. The arrays are stored as read-only views.
+    images' height and width, labels in ``0..len(classes)-1`` or 255 (ignored).
+    ``x_test``/``y_test`` follow the same rules with the same ``C, H, W``.
+    The arrays are stored as read-only views.
     """
 
     x: np.ndarray
