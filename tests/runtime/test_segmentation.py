@@ -108,6 +108,9 @@ def test_masks_must_fit_the_output_and_its_classes(sample):
         check_targets(small, net)
     with pytest.raises(DataError, match="one label per image"):
         check_targets(load_data(None), net)
+    classifier = _network("input 1x64x64\nPOOL avg 8x8 -> FC 2 -> SOFTMAX")
+    with pytest.raises(DataError, match="has a mask per image but the spec's output is 2"):
+        check_targets(sample, classifier)
     with pytest.raises(InputError, match="3 class weights"):
         net.set_loss(class_weights=[1, 2, 3])
 
