@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from cnnc import __version__
@@ -269,6 +270,26 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _label(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"`{text}` must not be negative")
+    return value
+
+
+def _weights(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a list of numbers: 1,4,2") from None
+    if any(not math.isfinite(v) or v < 0 for v in values) or not any(values):
+        raise argparse.ArgumentTypeError(f"`{text}`: weights are finite, >= 0, not all zero")
+    return values
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="cnnc", description="A declarative CNN architecture compiler."
@@ -323,6 +344,12 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=_seed)
     train.add_argument("--validation", type=_fraction, help="fraction held out (default 0)")
     train.add_argument("--limit", type=positive_int, help="train on the first N samples only")
+    train.add_argument(
+        "--ignore-index", type=_label, help="mask label no loss or metric counts (default 255)"
+    )
+    train.add_argument(
+        "--class-weights", type=_weights, metavar="W,W,...", help="per-class loss weights (masks)"
+    )
     train.add_argument("--out", default=None, help="run folder (default runs/<network>)")
     train.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
     train.add_argument(
@@ -332,7 +359,9 @@ def parser() -> argparse.ArgumentParser:
     _add_max_memory(train)
     train.set_defaults(run=cli_train.cmd_train)
 
-    evaluate = sub.add_parser("eval", help="accuracy, per-class accuracy and confusion matrix")
+    evaluate = sub.add_parser(
+        "eval", help="accuracy, per-class accuracy, confusion matrix; masks: pixel accuracy, IoU"
+    )
     evaluate.add_argument("spec")
     evaluate.add_argument("--weights", required=True, help="a checkpoint or a run folder")
     evaluate.add_argument("--data", default=None)
@@ -341,12 +370,16 @@ def parser() -> argparse.ArgumentParser:
     _add_max_memory(evaluate)
     evaluate.set_defaults(run=cli_train.cmd_eval)
 
-    predict = sub.add_parser("predict", help="top-k classes for images")
+    predict = sub.add_parser("predict", help="top-k classes for images, or masks (map outputs)")
     predict.add_argument("spec")
     predict.add_argument("images", nargs="+")
     predict.add_argument("--weights", required=True)
     predict.add_argument("--top", type=positive_int, default=3)
     _add_max_memory(predict)
+    predict.add_argument(
+        "--out", help="folder for the mask and overlay PNGs of a map output (default: beside)"
+    )
+    predict.add_argument("--format", choices=("text", "json"), default="text")
     predict.set_defaults(run=cli_train.cmd_predict)
     cli_review.add_commands(sub, _shape_arg)
 

@@ -33,12 +33,16 @@ def cmd_train(args) -> int:
         "weight_decay": args.weight_decay,
         "seed": args.seed,
         "validation": args.validation,
+        "ignore_index": getattr(args, "ignore_index", None),
+        "class_weights": getattr(args, "class_weights", None),
     }
     if args.resume:
         _, meta = checkpoint.load(args.resume)
         settings = {**settings, **meta["config"]}
     config = TrainConfig.merged(settings, overrides)
-    dataset = load_data(args.data, image_shape=tuple(checked.graph.input_shape))
+    dataset = load_data(
+        args.data, image_shape=tuple(checked.graph.input_shape), masks=_is_map(checked)
+    )
     if args.limit:
         dataset = limit(dataset, args.limit)
     from cnnc import run_folder
@@ -72,9 +76,18 @@ def cmd_train(args) -> int:
             "\ninterrupted; checkpoint saved. Continue with: cnnc train "
             + " ".join([args.spec, *again, "--resume", str(out)])
         ) from None
-    if args.quiet and "test_acc" in result:
+    if args.quiet and "test_miou" in result:
+        print(f"test pixel accuracy {result['test_acc']:.4f}  mIoU {result['test_miou']:.4f}")
+    elif args.quiet and "test_acc" in result:
         print(f"test accuracy {result['test_acc']:.4f}")
     return 0
+
+
+def _is_map(checked) -> bool:
+    """Whether the spec's output is a map scored per pixel (its default data is then masks)."""
+    from cnnc.runtime.segmentation import is_map
+
+    return is_map(checked.output.shape)
 
 
 def _network_with_weights(spec: str, weights: str, batch: int):
@@ -95,9 +108,19 @@ def cmd_eval(args) -> int:
     from cnnc.runtime.train import evaluate
 
     checked, network, meta = _network_with_weights(args.spec, args.weights, args.batch)
-    dataset = load_data(args.data, image_shape=tuple(checked.graph.input_shape))
+    dataset = load_data(
+        args.data, image_shape=tuple(checked.graph.input_shape), masks=network.dense
+    )
     check_input_shape(dataset, tuple(checked.graph.input_shape))
     part = dataset.test() or dataset
+    if network.dense or dataset.dense:
+        from cnnc.cli_dense import eval_masks
+        from cnnc.runtime.segmentation import check_targets
+
+        config = meta.get("config", {})
+        network.set_loss(config.get("ignore_index", 255), config.get("class_weights") or None)
+        check_targets(part, network)
+        return eval_masks(args, network, part, meta["normalization"])
     loss, accuracy, confusion = evaluate(network, part, meta["normalization"], args.batch)
     names = list(part.classes) or [str(i) for i in range(len(confusion))]
     per_class = [float(confusion[i, i] / max(confusion[i].sum(), 1)) for i in range(len(names))]
@@ -136,12 +159,32 @@ def cmd_predict(args) -> int:
 
     checked, network, meta = _network_with_weights(args.spec, args.weights, len(args.images))
     chw = tuple(checked.graph.input_shape)
-    x = normalize(load_images(args.images, chw), meta["normalization"])
+    images = load_images(args.images, chw)
+    x = normalize(images, meta["normalization"])
+    if network.dense:
+        from cnnc.cli_dense import predict_masks
+
+        return predict_masks(args, network.forward(x), images, meta.get("classes"))
     probabilities = network.forward(x).reshape(len(args.images), -1)
     if checked.output.node.kind != "SOFTMAX":
         shifted = probabilities - probabilities.max(axis=1, keepdims=True)
         probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
     names = meta.get("classes") or [str(i) for i in range(probabilities.shape[1])]
+    if getattr(args, "format", "text") == "json":
+        import json
+
+        ranked = [
+            {
+                "image": path,
+                "top": [
+                    {"class": names[i], "probability": float(row[i])}
+                    for i in np.argsort(-row)[: args.top]
+                ],
+            }
+            for path, row in zip(args.images, probabilities, strict=True)
+        ]
+        print(json.dumps(ranked, indent=2))
+        return 0
     for path, row in zip(args.images, probabilities, strict=True):
         best = np.argsort(-row)[: args.top]
         ranked = ", ".join(f"{names[i]} {row[i]:.3f}" for i in best)

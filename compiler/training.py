@@ -38,6 +38,8 @@ class TrainConfig:
     seed: int = 0
     validation: float = 0.0
     loss: str = "cross_entropy"
+    ignore_index: int = 255  # a map output's pixels with this label count in no loss or metric
+    class_weights: tuple[float, ...] = ()  # a map output's per-class loss weights; () = all 1
 
     @staticmethod
     def merged(spec_settings: dict, overrides: dict) -> TrainConfig:
@@ -52,7 +54,8 @@ CHOICES = {
     "loss": ("cross_entropy",),
 }
 FLAGS = {"nesterov"}
-WHOLE = {"epochs", "batch", "seed", "step"}
+WHOLE = {"epochs", "batch", "seed", "step", "ignore_index"}
+LISTS = {"class_weights"}  # one number per class: `class_weights 1 4`
 # which keys may follow each setting as key=value
 OPTIONS = {
     "optimizer": ("lr", "momentum", "nesterov", "weight_decay", "beta1", "beta2", "eps"),
@@ -64,7 +67,8 @@ def _number(key: str, value, problems: Problems, loc):
     if isinstance(value, bool) or not isinstance(value, int | float):
         problems.add(f"train: `{key}` needs a number", loc)
         return None
-    if key in WHOLE and (not isinstance(value, int) or value < (0 if key == "seed" else 1)):
+    least = 0 if key in ("seed", "ignore_index") else 1
+    if key in WHOLE and (not isinstance(value, int) or value < least):
         problems.add(f"train: `{key}` must be a positive whole number, not {value}", loc)
         return None
     if key == "validation" and not 0 <= value < 1:
@@ -137,6 +141,15 @@ def train_config(settings: tuple[Setting, ...], path: str = "<spec>") -> dict:
                 problems.add(f"train: `{key}` is one of {', '.join(CHOICES[key])}", setting.loc)
                 continue
             config[key] = values.pop(0).name
+        elif key in LISTS:
+            if not values or not all(isinstance(v, Num) for v in values):
+                problems.add(
+                    f"train: `{key}` takes one number per class, e.g. `{key} 1 4`", setting.loc
+                )
+                continue
+            numbers = [_number(key, v.value, problems, setting.loc) for v in values]
+            config[key] = tuple(float(v) for v in numbers if v is not None)
+            values = []
         elif len(values) != 1 or not isinstance(values[0], Num):
             problems.add(
                 f"train: `{key}` takes one number, e.g. `{key} {DEFAULTS[key]}`", setting.loc

@@ -72,7 +72,8 @@ def normalize(x: np.ndarray, norm: Mapping[str, Sequence[float]] | None) -> np.n
 def split_validation(
     data: Dataset, fraction: float, seed: int = 0
 ) -> tuple[Dataset, Dataset | None]:
-    """Hold out ``fraction`` of the training part, stratified by class and fixed by ``seed``.
+    """Hold out ``fraction`` of the training part, stratified by class (masks: at random) and
+    fixed by ``seed``.
 
     Returns (rest, validation); ``rest`` keeps the test part, both keep the original sample
     order. ``fraction`` 0 returns (data, None). The same data, fraction and seed always give the
@@ -86,6 +87,13 @@ def split_validation(
     if n_val == 0:
         return data, None
     rng = np.random.default_rng(seed)
+    if data.dense:  # masks have no one class to stratify by: a plain random split
+        val = np.sort(rng.permutation(n)[:n_val])
+        keep = np.setdiff1d(np.arange(n), val)
+        rest = Dataset(
+            data.x[keep], data.y[keep], data.classes, data.name, data.x_test, data.y_test
+        )
+        return rest, data.take(val, name=f"{data.name} (validation)")
     counts = np.bincount(data.y, minlength=data.num_classes)
     # largest-remainder allocation of n_val over the classes, proportional to their size
     quota = counts * (n_val / n)

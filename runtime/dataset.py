@@ -31,8 +31,10 @@ class Dataset:
     """Images and integer labels, with an optional held-out test part.
 
     ``x`` is ``(N, C, H, W)`` ``uint8`` (0..255) or ``float32`` (0..1); ``y`` is ``(N,)``
-    ``int64`` in ``0..len(classes)-1``. ``x_test``/``y_test`` follow the same rules with the same
-    ``C, H, W``. The arrays are stored as read-only views.
+    ``int64`` in ``0..len(classes)-1``, or for segmentation ``(N, H, W)`` ``uint8`` masks of the
+    images' height and width, labels in ``0..len(classes)-1`` or 255 (ignored).
+    ``x_test``/``y_test`` follow the same rules with the same ``C, H, W``.
+    The arrays are stored as read-only views.
     """
 
     x: np.ndarray
@@ -53,13 +55,17 @@ class Dataset:
                 raise DataError(f"{self.name}: {xk} must be a 4-D (N, C, H, W) array")
             if x.dtype not in (np.uint8, np.float32):
                 raise DataError(f"{self.name}: {xk} must be uint8 or float32, not {x.dtype}")
-            if not isinstance(y, np.ndarray) or y.ndim != 1 or y.dtype != np.int64:
-                raise DataError(f"{self.name}: {yk} must be a 1-D int64 array")
+            if isinstance(y, np.ndarray) and y.ndim == 3:
+                _check_masks(self, x, y, xk, yk)
+            elif not isinstance(y, np.ndarray) or y.ndim != 1 or y.dtype != np.int64:
+                raise DataError(
+                    f"{self.name}: {yk} must be a 1-D int64 array (or (N, H, W) uint8 masks)"
+                )
             if len(x) != len(y):
                 raise DataError(f"{self.name}: {len(x)} images in {xk} but {len(y)} labels in {yk}")
             if len(x) == 0:
                 raise DataError(f"{self.name}: {xk} holds no samples")
-            if y.min() < 0 or y.max() >= len(self.classes):
+            if y.ndim == 1 and (y.min() < 0 or y.max() >= len(self.classes)):
                 raise DataError(
                     f"{self.name}: labels in {yk} must lie in 0..{len(self.classes) - 1} "
                     f"({len(self.classes)} classes), found {y.min()}..{y.max()}"
@@ -79,6 +85,11 @@ class Dataset:
         """``(C, H, W)`` of one image."""
         c, h, w = self.x.shape[1:]
         return int(c), int(h), int(w)
+
+    @property
+    def dense(self) -> bool:
+        """Whether the labels are per-pixel masks (N, H, W) rather than one class per image."""
+        return self.y.ndim == 3
 
     @property
     def num_classes(self) -> int:
@@ -109,7 +120,31 @@ class Dataset:
         n = f"{len(self)}"
         if self.x_test is not None:
             n += f" training + {len(self.x_test)} test"
-        return f"{self.name}: {n} images of {shape_text(self.shape)}, {self.num_classes} classes"
+        masks = f" with {shape_text(self.y.shape[1:])} masks" if self.dense else ""
+        return (
+            f"{self.name}: {n} images of {shape_text(self.shape)}{masks}, "
+            f"{self.num_classes} classes"
+        )
+
+
+IGNORED_LABEL = 255  # the one mask value beyond the classes a Dataset accepts (VOC's "void")
+
+
+def _check_masks(data: Dataset, x: np.ndarray, y: np.ndarray, xk: str, yk: str) -> None:
+    if y.dtype != np.uint8:
+        raise DataError(f"{data.name}: masks in {yk} must be uint8 class maps, not {y.dtype}")
+    if y.shape[1:] != x.shape[2:]:
+        raise DataError(
+            f"{data.name}: masks in {yk} are {shape_text(y.shape[1:])} but the images in {xk} "
+            f"are {shape_text(x.shape[2:])}; each mask must have its image's height and width"
+        )
+    labels = np.unique(y)
+    bad = labels[(labels >= len(data.classes)) & (labels != IGNORED_LABEL)]
+    if len(bad):
+        raise DataError(
+            f"{data.name}: mask labels in {yk} must lie in 0..{len(data.classes) - 1} "
+            f"({len(data.classes)} classes) or be {IGNORED_LABEL} (ignored), found {int(bad[0])}"
+        )
 
 
 def shape_text(chw: Sequence[int]) -> str:

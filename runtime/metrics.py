@@ -1,57 +1,48 @@
-"""Reading a run's ``metrics.jsonl``: one JSON object per finished epoch.
+"""Segmentation metrics from a pixel confusion matrix: pixel accuracy, per-class IoU, mean IoU.
 
-The file is appended to by a process that can be killed at any byte, and it sits in a folder a
-user may edit, so a reader keeps every well-formed epoch record and names the lines it skipped
-(blank, not JSON, a truncated last line, not an epoch record) instead of failing on them.
+``confusion[true, predicted]`` counts pixels over a whole dataset (ignored pixels left out), so
+every figure is exact over the dataset, not a mean of per-batch figures. IoU of a class is
+TP / (TP + FP + FN); a class that is neither in the masks nor predicted has no IoU (NaN) and the
+mean IoU leaves it out, as torchmetrics and mmsegmentation do.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from pathlib import Path
+import numpy as np
 
-__all__ = ["REQUIRED", "read_metrics"]
-
-REQUIRED = ("epoch", "train_loss", "train_acc")
+__all__ = ["add_pixels", "mean_iou", "per_class_iou", "pixel_accuracy", "summary"]
 
 
-def _record(line: str) -> dict | str:
-    """The epoch record on a line, or why it is not one."""
-    try:
-        value = json.loads(line)
-    except (ValueError, RecursionError):
-        return "not JSON"
-    if not isinstance(value, dict):
-        return "not a JSON object"
-    for key in REQUIRED:
-        number = value.get(key)
-        if isinstance(number, bool) or not isinstance(number, int | float):
-            return f"no number `{key}`"
-        if not math.isfinite(number):
-            return f"`{key}` is not finite"
-    return value
+def add_pixels(confusion: np.ndarray, labels: np.ndarray, predicted: np.ndarray, ignore: int):
+    """Count the pixels of `labels` (true) against `predicted` into `confusion`, in place."""
+    k = confusion.shape[0]
+    keep = labels != ignore
+    pairs = labels[keep].astype(np.int64) * k + predicted[keep].astype(np.int64)
+    confusion += np.bincount(pairs, minlength=k * k).reshape(k, k)
 
 
-def read_metrics(path: str | Path) -> tuple[list[dict], list[str]]:
-    """(epoch records in file order, one note per skipped line); a file that cannot be read is
-    an empty list and one note."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        return [], [f"{path}: cannot read ({error.strerror or error})"]
-    text = raw.decode("utf-8", errors="replace")
-    lines = text.split("\n")
-    records, notes = [], []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        found = _record(line)
-        if isinstance(found, dict):
-            records.append(found)
-            continue
-        last = number == len(lines)  # no newline after it: cut off mid-write
-        why = "a truncated last line" if last and found == "not JSON" else found
-        notes.append(f"{path}:{number}: skipped, {why}")
-    return records, notes
+def pixel_accuracy(confusion: np.ndarray) -> float:
+    total = confusion.sum()
+    return float(np.trace(confusion) / total) if total else float("nan")
+
+
+def per_class_iou(confusion: np.ndarray) -> np.ndarray:
+    tp = np.diag(confusion).astype(np.float64)
+    union = confusion.sum(0) + confusion.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+
+
+def mean_iou(confusion: np.ndarray) -> float:
+    iou = per_class_iou(confusion)
+    return float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")
+
+
+def summary(confusion: np.ndarray) -> dict:
+    """The figures as JSON-ready values (NaN as None)."""
+    iou = per_class_iou(confusion)
+    return {
+        "pixel_accuracy": pixel_accuracy(confusion),
+        "mean_iou": mean_iou(confusion),
+        "per_class_iou": [None if np.isnan(v) else float(v) for v in iou],
+    }

@@ -18,7 +18,11 @@ from cnnc.compiler.layers import REGISTRY
 from cnnc.compiler.lower import Plan, lower
 
 from . import executor, memory
-from .kernels.loss import count_correct, softmax_cross_entropy
+from .dataset import IGNORED_LABEL
+from .kernels.loss import count_correct, softmax_cross_entropy, softmax_cross_entropy_map
+from .segmentation import is_map
+
+IGNORE_INDEX = IGNORED_LABEL  # pixels no loss or metric counts (VOC, Cityscapes: 255)
 
 
 class InputError(ValueError):
@@ -46,6 +50,7 @@ class Network:
         self.W = np.zeros(max(plan.workspace * self.threads, 1), np.float32)
         self.steps_run = 0
         self._n, self._training = 0, training  # batch size and mode of the last forward pass
+        self.set_loss()
         self.initialize(seed)
 
     @classmethod
@@ -128,8 +133,29 @@ class Network:
     # ---- running ----------------------------------------------------------------------------
 
     @property
+    def dense(self) -> bool:
+        """Whether the output is a map (KxHxW, H*W > 1) scored per pixel, not one vector."""
+        return is_map(self.plan.tensors[self.plan.logits].shape)
+
+    @property
     def classes(self) -> int:
-        return math.prod(self.plan.tensors[self.plan.logits].shape)
+        """The class count: the output's length, or a map's channel count."""
+        shape = self.plan.tensors[self.plan.logits].shape
+        return shape[0] if self.dense else math.prod(shape)
+
+    def set_loss(self, ignore_index: int = IGNORE_INDEX, class_weights=None) -> None:
+        """The per-pixel loss of a map output: the label that no loss counts, and one weight per
+        class (as F.cross_entropy's ignore_index and weight). Classification ignores both."""
+        weights = np.ones(self.classes) if class_weights is None or len(class_weights) == 0 else (
+            np.asarray(class_weights, dtype=np.float64)
+        )
+        if weights.shape != (self.classes,):
+            raise InputError(
+                f"{len(weights)} class weights given but the network has {self.classes} classes"
+            )
+        if not np.isfinite(weights).all() or weights.min() < 0 or weights.max() == 0:
+            raise InputError("class weights must be finite, not negative and not all zero")
+        self.ignore_index, self.class_weights = int(ignore_index), np.ascontiguousarray(weights)
 
     def _load_input(self, x) -> int:
         x = np.asarray(x)
@@ -158,12 +184,51 @@ class Network:
         return self.A[offset * n : (offset + size) * n].reshape((n, *shape))
 
     def _labels(self, y, n: int) -> np.ndarray:
+        if self.dense:
+            return self._masks(y, n)
         y = np.ascontiguousarray(y, dtype=np.int64).reshape(-1)
         if y.shape[0] != n:
             raise InputError(f"{n} inputs but {y.shape[0]} labels")
         if n and (y.min() < 0 or y.max() >= self.classes):
             raise InputError(f"labels must be in 0..{self.classes - 1}, got {y.min()}..{y.max()}")
         return y
+
+    def _masks(self, y, n: int) -> np.ndarray:
+        """(n, H, W) integer class maps as one flat int64 array, checked against the output."""
+        y = np.asarray(y)
+        k, h, w = self.plan.tensors[self.plan.logits].shape
+        if y.ndim != 3 or y.shape[0] != n or y.shape[1:] != (h, w):
+            raise InputError(
+                f"the output is a {k}x{h}x{w} map, so the labels must be ({n}, {h}, {w}) masks, "
+                f"got shape {tuple(y.shape)}"
+            )
+        if y.dtype.kind not in "iub":
+            raise InputError(f"masks must hold integer class indices, not {y.dtype}")
+        y = np.ascontiguousarray(y, dtype=np.int64).reshape(-1)
+        bad = (y < 0) | ((y >= k) & (y != self.ignore_index))
+        if bad.any():
+            value = int(y[bad][0])
+            raise InputError(
+                f"mask labels must be in 0..{k - 1} (or {self.ignore_index}, ignored), "
+                f"found {value}"
+            )
+        return y
+
+    def _map_loss(self, logits, labels, n: int, gradient: bool) -> tuple[float, float]:
+        """(mean pixel loss, correct pixels in images' worth: pixel accuracy x n)."""
+        k, h, w = logits.shape
+        loss, correct, counted = softmax_cross_entropy_map(
+            self.A,
+            logits.offset,
+            logits.grad_offset if gradient else -1,
+            k,
+            h * w,
+            labels,
+            self.class_weights,
+            self.ignore_index,
+            n,
+        )
+        return float(loss), (correct / counted * n if counted else 0.0)
 
     def _check_batch_statistics(self, n: int) -> None:
         """BN in training mode normalises each channel by its batch statistics; with a single
@@ -245,7 +310,10 @@ class Network:
 
     def loss_and_grad(self, x, y) -> tuple[float, int]:
         """Forward in training mode, softmax cross-entropy against integer labels, backward.
-        Returns (mean loss, correct predictions); parameter gradients are in gradients()."""
+        Returns (mean loss, correct predictions); parameter gradients are in gradients().
+
+        A map output takes (n, H, W) masks and the per-pixel loss of `set_loss`; its "correct
+        predictions" are the batch's pixel accuracy times n (a float)."""
         if not self.training:
             raise InputError("this network was built for inference; build it with training=True")
         n = self._load_input(x)
@@ -257,15 +325,18 @@ class Network:
         arenas = (self.A, self.P, self.G, self.S, self.W)
         seed = self._seed()
         self.executor.forward(self.rows, self.frows, *arenas, n, True, seed)
-        loss = softmax_cross_entropy(
-            self.A, logits.offset, logits.grad_offset, self.classes, labels, n
-        )
-        correct = count_correct(self.A, logits.offset, self.classes, labels, n)
+        if self.dense:
+            loss, correct = self._map_loss(logits, labels, n, gradient=True)
+        else:
+            loss = softmax_cross_entropy(
+                self.A, logits.offset, logits.grad_offset, self.classes, labels, n
+            )
+            correct = int(count_correct(self.A, logits.offset, self.classes, labels, n))
         self._zero_head_grads(n)
         self.G[:] = 0.0
         self.executor.backward(self.rows, self.frows, *arenas, n, True, seed, plan.backward_from)
         self._n = n
-        return float(loss), int(correct)
+        return float(loss), correct
 
     def evaluate(self, x, y) -> tuple[float, int]:
         """Inference on one batch: (summed loss, correct predictions)."""
@@ -274,9 +345,12 @@ class Network:
         logits = self.plan.tensors[self.plan.logits].offset
         arenas = (self.A, self.P, self.G, self.S, self.W)
         self.executor.forward(self.rows, self.frows, *arenas, n, False, 0)
+        self._n = n
+        if self.dense:
+            loss, correct = self._map_loss(self.plan.tensors[self.plan.logits], labels, n, False)
+            return loss * n, correct
         loss = softmax_cross_entropy(self.A, logits, -1, self.classes, labels, n) * n
         correct = count_correct(self.A, logits, self.classes, labels, n)
-        self._n = n
         return float(loss), int(correct)
 
     def output(self) -> np.ndarray:

@@ -20,11 +20,11 @@ import numpy as np
 from cnnc.compiler.check import Checked, check_file
 from cnnc.compiler.training import TrainConfig
 
-from . import checkpoint
+from . import checkpoint, metrics, segmentation
 from .batches import batch_count, compute_normalization, iter_batches, split_validation
 from .dataset import Dataset, check_input_shape, check_num_classes
 from .errors import DataError, TrainingError
-from .metrics import read_metrics
+from .metrics_log import read_metrics
 from .network import InputError, Network
 from .optim import Optimizer, OptimizerConfig
 
@@ -136,7 +136,8 @@ class Trainer:
         chw = tuple(self.checked.graph.input_shape)
         check_input_shape(dataset, chw)
         self.network = Network(self.checked, batch=config.batch, training=True, seed=config.seed)
-        check_num_classes(dataset, self.network.classes)
+        self.network.set_loss(config.ignore_index, config.class_weights or None)
+        segmentation.check_targets(dataset, self.network)
         self.train_set, self.val_set = split_validation(
             dataset.without_test(), config.validation, config.seed
         )
@@ -255,7 +256,9 @@ class Trainer:
                     "images_per_s": round(seen / seconds, 1),
                 }
                 if self.val_set is not None:
-                    record["val_loss"], record["val_acc"] = self.evaluate(self.val_set)[:2]
+                    record["val_loss"], record["val_acc"], confusion = self.evaluate(self.val_set)
+                    if network.dense:
+                        record.update(_iou_fields("val", confusion))
                 progress.epoch += 1
                 progress.batch_index, progress.sums = 0, (0.0, 0, 0)
                 progress.rng_state = rng.bit_generator.state
@@ -266,11 +269,18 @@ class Trainer:
                 self._epoch_line(record)
         result = {"epochs": history}
         if self.test_set is not None:
-            loss, accuracy, _ = self.evaluate(self.test_set)
+            loss, accuracy, confusion = self.evaluate(self.test_set)
             result.update(test_loss=loss, test_acc=accuracy)
-            self.log(
-                f"test: loss {loss:.4f}  accuracy {accuracy:.4f}  ({len(self.test_set)} images)"
-            )
+            if network.dense:
+                result.update(_iou_fields("test", confusion))
+                self.log(
+                    f"test: loss {loss:.4f}  pixel accuracy {accuracy:.4f}  mIoU "
+                    f"{result['test_miou']:.4f}  ({len(self.test_set)} images)"
+                )
+            else:
+                self.log(
+                    f"test: loss {loss:.4f}  accuracy {accuracy:.4f}  ({len(self.test_set)} images)"
+                )
         self._plot(metrics_path)
         return result
 
@@ -295,6 +305,8 @@ class Trainer:
         )
         if "val_loss" in record:
             text += f"  val loss {record['val_loss']:.4f} acc {record['val_acc']:.4f}"
+        if "val_miou" in record:
+            text += f" mIoU {record['val_miou']:.4f}"
         text += f"  {record['images_per_s']:,.0f} img/s  {record['seconds']:.1f}s"
         if not self.quiet:
             self.log(text)
@@ -344,8 +356,16 @@ class Trainer:
                 self.log("(install matplotlib, `pip install cnnc[plot]`, for curves.png)")
 
 
+def _iou_fields(part: str, confusion) -> dict:
+    figures = metrics.summary(confusion)
+    return {f"{part}_miou": figures["mean_iou"], f"{part}_iou": figures["per_class_iou"]}
+
+
 def evaluate(network: Network, dataset: Dataset, norm, batch: int):
-    """(mean loss, accuracy, confusion matrix[true, predicted]) over a dataset."""
+    """(mean loss, accuracy, confusion matrix[true, predicted]) over a dataset; for a map
+    output the pixel accuracy and the confusion of pixels."""
+    if network.dense:
+        return segmentation.evaluate_masks(network, dataset, norm, batch)
     classes = network.classes
     top = int(dataset.y.max())
     if top >= classes:
@@ -373,15 +393,17 @@ def plot_curves(metrics_path: Path, png_path: Path) -> list[str]:
 
     records, notes = read_metrics(metrics_path)
     epochs = [r["epoch"] for r in records]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for key, axis in (("loss", left), ("acc", right)):
-        axis.plot(epochs, [r[f"train_{key}"] for r in records], "o-", label="train")
+    panels = ["loss", "acc"] + (["miou"] if records and "val_miou" in records[0] else [])
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    for key, axis in zip(panels, axes, strict=True):
+        if key != "miou":  # mIoU is measured on validation only
+            axis.plot(epochs, [r[f"train_{key}"] for r in records], "o-", label="train")
         held = [r for r in records if isinstance(r.get(f"val_{key}"), int | float)]
         if held:
             axis.plot([r["epoch"] for r in held], [r[f"val_{key}"] for r in held], "o-",
-                      label="validation")  # fmt: skip
+                      c="C1", label="validation")  # fmt: skip
         axis.set_xlabel("epoch")
-        axis.set_ylabel({"loss": "cross-entropy", "acc": "accuracy"}[key])
+        axis.set_ylabel({"loss": "cross-entropy", "acc": "accuracy", "miou": "mean IoU"}[key])
         axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()

@@ -48,3 +48,53 @@ def count_correct(A, logits_off, classes, labels, n):
         if best == labels[s]:
             hits += 1
     return hits
+
+
+@njit(**JIT)
+def softmax_cross_entropy_map(
+    A, logits_off, dlogits_off, classes, pixels, labels, weights, ignore, n
+):
+    """Per-pixel softmax cross-entropy of (n, classes, pixels) logits against (n * pixels,)
+    integer labels, as PyTorch's F.cross_entropy(weight=weights, ignore_index=ignore): the mean
+    of weights[label] * loss over the pixels whose label is not `ignore`, divided by the sum of
+    those weights. Returns (loss, correct pixels, labelled pixels); a batch with every pixel
+    ignored has loss 0 and a zero gradient (PyTorch gives NaN).
+
+    Overwrites dlogits with the gradient of that loss when dlogits_off >= 0.
+    """
+    x, d = logits_off * n, dlogits_off * n
+    weight_sum, counted = 0.0, 0
+    for i in range(n * pixels):
+        if labels[i] != ignore:
+            weight_sum += weights[labels[i]]
+            counted += 1
+    scale = 1.0 / weight_sum if weight_sum > 0 else 0.0
+    total, correct = 0.0, 0
+    for s in range(n):
+        base = x + s * classes * pixels
+        for p in range(pixels):
+            b = base + p
+            y = labels[s * pixels + p]
+            m, best = -np.inf, 0
+            for c in range(classes):
+                v = np.float64(A[b + c * pixels])
+                if v > m:
+                    m, best = v, c
+            if y == ignore:
+                if d >= 0:
+                    for c in range(classes):
+                        A[d + b - x + c * pixels] = 0.0
+                continue
+            if best == y:
+                correct += 1
+            z = 0.0
+            for c in range(classes):
+                z += np.exp(A[b + c * pixels] - m)
+            w = weights[y] * scale
+            total += w * (m + np.log(z) - A[b + y * pixels])
+            if d >= 0:
+                g, r = d + b - x, w / z
+                for c in range(classes):
+                    A[g + c * pixels] = np.exp(A[b + c * pixels] - m) * r
+                A[g + y * pixels] -= w
+    return total, correct, counted

@@ -73,6 +73,13 @@ def test_the_documented_section_sets_every_value_it_names():
     assert TrainConfig(**config).nesterov is True
 
 
+def test_the_dense_loss_settings_take_an_ignore_label_and_one_weight_per_class():
+    config = settings("ignore_index 0", "class_weights 1 4.5")
+    assert config["ignore_index"] == 0 and config["class_weights"] == (1.0, 4.5)
+    assert DEFAULTS["ignore_index"] == 255 and DEFAULTS["class_weights"] == ()
+    assert "one number per class" in error("class_weights").message
+
+
 def test_no_section_and_an_empty_one_give_the_defaults():
     graph = expand(parse("input 1x8x8\nFC 3\n", "t.cnn"))
     assert train_config(graph.train) == DEFAULTS

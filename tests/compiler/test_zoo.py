@@ -36,7 +36,7 @@ PUBLISHED: dict[str, tuple[int, int, tuple[int, ...]]] = {
     "densenet121": (7_978_856, 2_834_161_664, (1000,)),
     "mobilenet_v2": (3_504_872, 300_774_272, (1000,)),
     "squeezenet1_1": (1_235_496, 349_151_936, (1000,)),
-    "unet_small": (116_770, 99_287_040, (2, 64, 64)),
+    "unet_small": (29_330, 25_001_984, (2, 64, 64)),
     "cifar_net": (1_116_970, 25_528_832, (10,)),
     "resnet_cifar": (78_042, 12_501_632, (10,)),
     "fashion_small": (65_834, 18_289_792, (10,)),
@@ -52,7 +52,7 @@ PUBLISHED: dict[str, tuple[int, int, tuple[int, ...]]] = {
 
 # named tensors whose shapes are part of the published description
 TENSORS: dict[str, dict[str, tuple[int, ...]]] = {
-    "unet_small": {"e1": (16, 64, 64), "e2": (32, 32, 32)},
+    "unet_small": {"e1": (8, 64, 64), "e2": (16, 32, 32)},
 }
 
 

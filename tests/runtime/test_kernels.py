@@ -753,6 +753,50 @@ def test_hard_activations_take_torchs_branch_at_the_kinks():
     np.testing.assert_allclose(dx, [0.0, 0.0, 1 / 6, 0.0, 0.0])
 
 
+def _map_loss_case(seed, n=3, k=4, h=5, w=6, ignore=255, weights=None, ignored=0.2):
+    rng = np.random.default_rng(seed)
+    logits = (rng.standard_normal((n, k, h, w)) * 4).astype(np.float32)
+    labels = rng.integers(0, k, (n, h, w))
+    labels[rng.random((n, h, w)) < ignored] = ignore
+    size = n * k * h * w
+    A = np.full(3 * size, np.nan, np.float32)
+    A[size : 2 * size] = logits.reshape(-1)  # per-sample offset k*h*w
+    dA = np.ones(k) if weights is None else np.asarray(weights, np.float64)
+    args = (A, k * h * w, 2 * k * h * w, k, h * w, labels.reshape(-1).astype(np.int64), dA)
+    return logits, labels, args
+
+
+@pytest.mark.parametrize(
+    "seed, ignore, weights",
+    [(0, 255, None), (1, 255, [0.5, 2.0, 1.0, 3.0]), (2, 0, None), (3, 2, [1.0, 0.0, 2.0, 1.0])],
+)
+def test_map_cross_entropy_and_its_gradient_match_torch(seed, ignore, weights):
+    torch = pytest.importorskip("torch")
+    n, k, h, w = 3, 4, 5, 6
+    logits, labels, args = _map_loss_case(seed, ignore=ignore, weights=weights)
+    A = args[0]
+    value, correct, counted = loss.softmax_cross_entropy_map(*args, ignore, n)
+    x = torch.tensor(logits, dtype=torch.float64, requires_grad=True)
+    weight = None if weights is None else torch.tensor(weights, dtype=torch.float64)
+    expected = torch.nn.functional.cross_entropy(
+        x, torch.tensor(labels), weight=weight, ignore_index=ignore
+    )
+    expected.backward()
+    assert abs(value - expected.item()) < 1e-6 * max(1.0, abs(expected.item()))
+    close(A[2 * A.size // 3 :].reshape(n, k, h, w), x.grad.numpy(), "dlogits")
+    assert np.isnan(A[: A.size // 3]).all()  # nothing else written
+    kept = labels != ignore
+    assert counted == kept.sum()
+    assert correct == (logits.argmax(1) == labels)[kept].sum()
+
+
+def test_map_cross_entropy_with_every_pixel_ignored_is_zero_not_nan():
+    logits, labels, args = _map_loss_case(4, ignored=1.0)
+    value, correct, counted = loss.softmax_cross_entropy_map(*args, 255, 3)
+    assert (value, correct, counted) == (0.0, 0, 0)
+    assert not args[0][2 * args[0].size // 3 :].any()  # a zero gradient, written whole
+
+
 def test_relu6_pair_clips_at_six_on_plain_arrays():
     from cnnc.runtime.kernels.activations import relu6_backward, relu6_forward
 

@@ -65,7 +65,11 @@ def compare_with_torch(text: str, batch: int = 3, tolerance: float = 1e-4, prepa
     module = to_torch.build(checked, net).double()
     rng = np.random.default_rng(7)
     x = rng.standard_normal((batch, *checked.graph.input_shape)).astype(np.float32)
-    y = rng.integers(0, net.classes, batch)
+    if net.dense:  # a map: per-pixel labels, one column of them ignored
+        y = rng.integers(0, net.classes, (batch, *checked.output.shape[1:]))
+        y[..., 0] = 255
+    else:
+        y = rng.integers(0, net.classes, batch)
 
     module.eval()
     expected = module(torch.from_numpy(x).double()).detach().numpy()
@@ -75,12 +79,13 @@ def compare_with_torch(text: str, batch: int = 3, tolerance: float = 1e-4, prepa
     if prepare is not None:
         prepare(module, net)
     module.train()
-    output = module(torch.from_numpy(x).double()).reshape(batch, -1)
+    output = module(torch.from_numpy(x).double())
+    output = output if net.dense else output.reshape(batch, -1)
     labels = torch.from_numpy(y)
     if checked.output.node.kind == "SOFTMAX":
-        reference = torch.nn.functional.nll_loss(torch.log(output), labels)
+        reference = torch.nn.functional.nll_loss(torch.log(output), labels, ignore_index=255)
     else:
-        reference = torch.nn.functional.cross_entropy(output, labels)
+        reference = torch.nn.functional.cross_entropy(output, labels, ignore_index=255)
     reference.backward()
     assert loss == pytest.approx(reference.item(), rel=tolerance)
     expected_grads = to_torch.gradients(module, checked)
