@@ -213,7 +213,7 @@ def test_ctrl_c_while_the_data_loads_exits_130_and_writes_nothing(tmp_path):
         "import os, signal, sys, time\n"
         "import cnnc.runtime.readers as readers\n"
         "def slow(*args, **kwargs):\n"
-        "    os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, mid-read\n"
+        "    signal.raise_signal(signal.SIGINT)  # a real Ctrl-C, mid-read, to this thread\n"
         "    time.sleep(30)\n"
         "readers.read_npz = slow\n"
         "import cnnc.runtime.sources as sources\n"
