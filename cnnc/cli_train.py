@@ -11,6 +11,97 @@ from pathlib import Path
 from cnnc.compiler.files import load
 
 
+def _augment_arg(text: str) -> dict:
+    import argparse
+
+    from cnnc.runtime.augment import parse_augment
+
+    try:
+        return parse_augment(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _smoothing(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a label smoothing in [0, 1)")
+    return value
+
+
+def _count(text: str) -> int:
+    import argparse
+
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"`{text}` is not a whole number >= 0")
+    return int(text)
+
+
+def add_training_options(train) -> None:
+    """The options of validation-driven training and augmentation (issue 16)."""
+    train.add_argument(
+        "--augment",
+        type=_augment_arg,
+        metavar="'NAME[=V] ...'",
+        help="random augmentation of each training batch, e.g. 'crop=2 flip cutout=8'; names: "
+        "crop, flip, rotate, scale, translate, brightness, contrast, saturation, cutout "
+        "(default: the spec's `augment`, else none; 'none' switches the spec's off)",
+    )
+    train.add_argument(
+        "--label-smoothing",
+        type=_smoothing,
+        metavar="E",
+        help="train against (1-E)*onehot + E/classes (default: the spec's, else 0)",
+    )
+    train.add_argument(
+        "--monitor",
+        choices=("val_loss", "val_acc", "train_loss", "train_acc"),
+        help="the metric that picks best.safetensors and drives --early-stop and the plateau "
+        "schedule (default: the spec's, else val_loss; train_* without --validation)",
+    )
+    train.add_argument(
+        "--early-stop",
+        type=_count,
+        metavar="N",
+        help="stop after N epochs without a better --monitor (default: the spec's, else 0: never)",
+    )
+    train.add_argument(
+        "--patience",
+        type=positive_int_arg,
+        metavar="N",
+        help="--schedule plateau: multiply the lr by --gamma after N epochs without a better "
+        "--monitor (default: the spec's, else 2)",
+    )
+    train.add_argument(
+        "--gamma",
+        type=_gamma,
+        help="the lr factor of --schedule step and plateau (default: the spec's, else 0.1)",
+    )
+
+
+def _gamma(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"`{text}` is not an lr factor in (0, 1]")
+    return value
+
+
+def positive_int_arg(text: str) -> int:
+    from cnnc.cli import positive_int
+
+    return positive_int(text)
+
+
 def cmd_train(args) -> int:
     from cnnc.compiler.training import train_config
     from cnnc.runtime import checkpoint
@@ -31,6 +122,12 @@ def cmd_train(args) -> int:
         "weight_decay": args.weight_decay,
         "seed": args.seed,
         "validation": args.validation,
+        "label_smoothing": args.label_smoothing,
+        "monitor": args.monitor,
+        "early_stop": args.early_stop,
+        "patience": args.patience,
+        "gamma": args.gamma,
+        **(args.augment or {}),
     }
     if args.resume:
         _, meta = checkpoint.load(args.resume)

@@ -211,9 +211,12 @@ class Network:
     def _seed(self) -> int:
         return (self.steps_run * 1_000_003) & 0x7FFFFFFF
 
+    label_smoothing: float = 0.0  # the target is (1 - e) * onehot + e / classes in loss_and_grad
+
     def loss_and_grad(self, x, y) -> tuple[float, int]:
-        """Forward in training mode, softmax cross-entropy against integer labels, backward.
-        Returns (mean loss, correct predictions); parameter gradients are in gradients()."""
+        """Forward in training mode, softmax cross-entropy against integer labels (smoothed by
+        `self.label_smoothing`), backward. Returns (mean loss, correct predictions); parameter
+        gradients are in gradients()."""
         if not self.training:
             raise InputError("this network was built for inference; build it with training=True")
         n = self._load_input(x)
@@ -226,7 +229,13 @@ class Network:
         seed = self._seed()
         self.executor.forward(self.rows, self.frows, *arenas, n, True, seed)
         loss = softmax_cross_entropy(
-            self.A, logits.offset, logits.grad_offset, self.classes, labels, n
+            self.A,
+            logits.offset,
+            logits.grad_offset,
+            self.classes,
+            labels,
+            n,
+            float(self.label_smoothing),
         )
         correct = count_correct(self.A, logits.offset, self.classes, labels, n)
         self.G[:] = 0.0
