@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnc.compiler.files import load
+from cnnc.compiler.files import UsageError, load
 
 
 def _augment_arg(text: str) -> dict:
@@ -109,6 +109,11 @@ def cmd_train(args) -> int:
     from cnnc.runtime.sources import load_data
     from cnnc.runtime.train import TrainConfig, Trainer
 
+    saved_run = {}
+    if args.resume:
+        saved_run = _saved_run(args)
+    elif args.spec is None:
+        raise UsageError("give the spec to train (or --resume DIR to continue a run)")
     checked = load(args.spec, verify_expects=False)  # the one parse and check of this command
     settings = train_config(checked.graph.train, args.spec)
     overrides = {
@@ -138,6 +143,7 @@ def cmd_train(args) -> int:
         dataset = limit(dataset, args.limit)
     from cnnc import run_folder
 
+    run_options = {**saved_run, "data": _data_name(args.data), "limit": args.limit}
     resume = getattr(args, "resume", None)
     if resume and Path(resume).is_file():  # `--resume RUN/checkpoint.safetensors`
         resume = str(Path(resume).parent)
@@ -149,7 +155,9 @@ def cmd_train(args) -> int:
             f"training {config.epochs} epochs, batch {config.batch}, {config.optimizer} "
             f"lr {config.lr:g} ({config.schedule}), into {out}/"
         )
-    trainer = Trainer(args.spec, config, dataset, out, quiet=args.quiet, checked=checked)
+    trainer = Trainer(
+        args.spec, config, dataset, out, quiet=args.quiet, checked=checked, run=run_options
+    )
     if args.resume:
         trainer.resume(args.resume)
         if not args.quiet:
@@ -161,22 +169,84 @@ def cmd_train(args) -> int:
         with run_folder.claimed(out):
             result = trainer.run()
     except KeyboardInterrupt:
-        again = [f"--data {args.data}"] if args.data else []
-        again += [f"--limit {args.limit}"] if args.limit else []
         raise KeyboardInterrupt(
-            "\ninterrupted; checkpoint saved. Continue with: cnnc train "
-            + " ".join([args.spec, *again, "--resume", str(out)])
+            f"\ninterrupted; checkpoint saved. Continue with: cnnc train --resume {out}"
         ) from None
     if args.quiet and "test_acc" in result:
         print(f"test accuracy {result['test_acc']:.4f}")
     return 0
 
 
+def _data_name(data: str | None) -> str | None:
+    """--data as the run stores it: a path made absolute, so a resume from elsewhere finds it."""
+    if data and Path(data).exists():
+        return str(Path(data).resolve())
+    return data
+
+
+def _saved_run(args) -> dict:
+    """`--resume DIR` alone: the spec, data and limit the run was started with, unless given."""
+    from cnnc.runtime import checkpoint
+
+    folder = Path(args.resume)
+    folder = folder.parent if folder.is_file() else folder
+    _, meta = checkpoint.load(folder)
+    saved = meta.get("run") or {}
+    if args.spec is None:
+        spec = folder / "spec.cnn"
+        if not spec.is_file() or spec.is_symlink():
+            raise UsageError(
+                f"{folder}: holds no spec.cnn; give the spec: cnnc train SPEC --resume"
+            )
+        args.spec = str(spec)
+    if args.data is None:
+        args.data = saved.get("data")
+    if args.limit is None:
+        args.limit = saved.get("limit")
+    return saved
+
+
+def _run_target(args) -> tuple[str, str]:
+    """(spec, weights) from `SPEC --weights W`, `RUN` or `RUN/best.safetensors`; a spec that
+    is not the one the weights were trained from is named in a warning."""
+    import sys
+
+    from cnnc.model import is_run, run_paths
+    from cnnc.runtime import checkpoint
+
+    if args.weights is None:
+        if not is_run(args.spec):
+            raise UsageError(
+                f"{args.spec}: give a run folder (holding spec.cnn and a checkpoint), or the "
+                "spec and its weights: SPEC --weights RUN"
+            )
+        spec, weights = run_paths(args.spec)
+        return str(spec), str(weights)
+    if is_run(args.spec) and Path(args.spec).is_dir():
+        spec, weights = run_paths(args.spec, checkpoint.resolve(args.weights))
+        return str(spec), str(weights)
+    weights = checkpoint.resolve(args.weights)  # --weights RUN: its last checkpoint, as before
+    _, meta = checkpoint.load(weights)
+    try:
+        source = Path(args.spec).read_text()
+    except (OSError, UnicodeDecodeError):
+        source = None
+    if source is not None and meta.get("spec_hash") not in (None, checkpoint.spec_hash(source)):
+        print(
+            f"cnnc: warning: {args.spec} is not the spec {weights} was trained from (its hash "
+            f"differs); results may not mean what they did. The run's own spec is "
+            f"{weights.parent / 'spec.cnn'}: `cnnc eval {weights.parent}` uses it",
+            file=sys.stderr,
+        )
+    return args.spec, str(weights)
+
+
 def _network_with_weights(spec: str, weights: str, batch: int):
+    from cnnc.model import meta_input
     from cnnc.runtime.network import Network
     from cnnc.runtime.train import load_weights
 
-    checked = load(spec, verify_expects=False)
+    checked = load(spec, meta_input(weights), verify_expects=False)
     network = Network(checked, batch=batch, training=False)
     meta = load_weights(network, weights)
     return checked, network, meta
@@ -189,7 +259,10 @@ def cmd_eval(args) -> int:
     from cnnc.runtime.sources import load_data
     from cnnc.runtime.train import evaluate
 
-    checked, network, meta = _network_with_weights(args.spec, args.weights, args.batch)
+    spec, weights = _run_target(args)
+    checked, network, meta = _network_with_weights(spec, weights, args.batch)
+    if args.data is None:
+        args.data = (meta.get("run") or {}).get("data")
     dataset = load_data(args.data, image_shape=tuple(checked.graph.input_shape))
     check_input_shape(dataset, tuple(checked.graph.input_shape))
     part = dataset.test() or dataset
@@ -224,21 +297,79 @@ def cmd_eval(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    import json
+    import sys
+
     import numpy as np
 
+    from cnnc.model import is_run
     from cnnc.runtime.batches import normalize
-    from cnnc.runtime.images import load_images
+    from cnnc.runtime.images import describe_conversion, load_images
 
-    checked, network, meta = _network_with_weights(args.spec, args.weights, len(args.images))
+    if args.weights is None and not is_run(args.spec):
+        raise UsageError(
+            f"{args.spec}: give a run folder first (cnnc predict RUN IMAGE...), or the spec "
+            "and --weights"
+        )
+    spec, weights = _run_target(args)
+    paths = image_paths(args.images)
+    checked, network, meta = _network_with_weights(spec, weights, min(len(paths), 256))
     chw = tuple(checked.graph.input_shape)
-    x = normalize(load_images(args.images, chw), meta["normalization"])
-    probabilities = network.forward(x).reshape(len(args.images), -1)
-    if checked.output.node.kind != "SOFTMAX":
-        shifted = probabilities - probabilities.max(axis=1, keepdims=True)
-        probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
-    names = meta.get("classes") or [str(i) for i in range(probabilities.shape[1])]
-    for path, row in zip(args.images, probabilities, strict=True):
-        best = np.argsort(-row)[: args.top]
-        ranked = ", ".join(f"{names[i]} {row[i]:.3f}" for i in best)
-        print(f"{path}: {ranked}")
+    names = list(meta.get("classes") or [])
+    results = []
+    for start in range(0, len(paths), network.batch):
+        chunk = paths[start : start + network.batch]
+        notes = [describe_conversion(path, chw) for path in chunk]
+        x = normalize(load_images(chunk, chw), meta["normalization"])
+        scores = network.forward(x).reshape(len(chunk), -1)
+        if checked.output.node.kind != "SOFTMAX":
+            shifted = scores - scores.max(axis=1, keepdims=True)
+            scores = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+        if len(names) != scores.shape[1]:
+            names = [str(i) for i in range(scores.shape[1])]
+        for path, row, note in zip(chunk, scores, notes, strict=True):
+            best = np.argsort(-row)[: args.top]
+            results.append(
+                {
+                    "image": str(path),
+                    "top": [{"class": names[i], "probability": float(row[i])} for i in best],
+                    "converted": note,
+                }
+            )
+    if args.format == "json":
+        print(json.dumps({"weights": weights, "predictions": results}, indent=2))
+        return 0
+    for result in results:
+        if result["converted"]:
+            print(f"cnnc: {result['image']}: {result['converted']}", file=sys.stderr)
+        ranked = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in result["top"])
+        print(f"{result['image']}: {ranked}")
     return 0
+
+
+def image_paths(items: list[str]) -> list[str]:
+    """Image files named by paths, folders (every image file under them, sorted) and globs."""
+    import glob
+
+    from cnnc.runtime.images import IMAGE_EXTENSIONS
+
+    found = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            inside = sorted(
+                str(p)
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            )
+            if not inside:
+                raise UsageError(f"{item}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in it")
+            found += inside
+        elif not path.exists() and glob.has_magic(item):
+            matched = sorted(glob.glob(item, recursive=True))
+            if not matched:
+                raise UsageError(f"{item}: no file matches this pattern")
+            found += matched
+        else:
+            found.append(item)
+    return found

@@ -342,6 +342,8 @@ class Trainer:
             leave=False,
             unit="batch",
             disable=None,
+            # one speed (img/s, in the postfix), and room for the loss in 80 columns
+            bar_format="{desc} {percentage:3.0f}%|{bar:10}| {elapsed}<{remaining}{postfix}",
             desc=f"epoch {epoch + 1}/{self.config.epochs}",
         )
 

@@ -104,7 +104,9 @@ def test_an_augmented_run_interrupted_and_resumed_ends_bit_identical(
     expected = straight.network.state_dict()
     unaugmented = Trainer(spec, config(validation=0.2), sample, tmp_path / "plain", quiet=True)
     unaugmented.run()
-    assert not np.array_equal(unaugmented.network.state_dict()["fc1.weight"], expected["fc1.weight"])
+    assert not np.array_equal(
+        unaugmented.network.state_dict()["fc1.weight"], expected["fc1.weight"]
+    )
 
     calls = {"n": 0}
     original = Network.loss_and_grad
@@ -135,9 +137,7 @@ def test_an_augmented_run_interrupted_and_resumed_ends_bit_identical(
     assert learned(tmp_path / "resumed") == learned(tmp_path / "straight")
 
 
-def test_a_metrics_line_lost_to_a_kill_is_written_again_from_the_checkpoint(
-    tmp_path, spec, sample
-):
+def test_a_metrics_line_lost_to_a_kill_is_written_again_from_the_checkpoint(tmp_path, spec, sample):
     run = tmp_path / "run"
     Trainer(spec, config(epochs=1), sample, run, quiet=True).run()
     (run / "metrics.jsonl").write_text("")  # killed after the rename, before the metrics write
