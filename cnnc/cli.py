@@ -387,12 +387,12 @@ def parser() -> argparse.ArgumentParser:
 
     cli_draw.add_commands(sub)
     show.add_commands(sub)
-    _state_defaults(top)
     layers = sub.add_parser("layers", help="every layer kind, its arguments and their defaults")
     layers.add_argument(
         "--format", choices=("text", "markdown"), default="text", help="output format"
     )
     layers.set_defaults(run=cmd_layers)
+    _state_defaults(top)
     return top
 
 
