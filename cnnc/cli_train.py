@@ -206,11 +206,10 @@ def _saved_run(args) -> dict:
     return saved
 
 
-def _run_target(args) -> tuple[str, str]:
-    """(spec, weights) from `SPEC --weights W`, `RUN` or `RUN/best.safetensors`; a spec that
-    is not the one the weights were trained from is named in a warning."""
-    import sys
-
+def _run_target(args) -> tuple[str, str, str]:
+    """(spec, weights, warning) from `SPEC --weights W`, `RUN` or `RUN/best.safetensors`; a
+    spec that is not the one the weights were trained from is named in the warning, printed
+    once the weights have loaded (a load error says more)."""
     from cnnc.model import is_run, run_paths
     from cnnc.runtime import checkpoint
 
@@ -221,24 +220,24 @@ def _run_target(args) -> tuple[str, str]:
                 "spec and its weights: SPEC --weights RUN"
             )
         spec, weights = run_paths(args.spec)
-        return str(spec), str(weights)
+        return str(spec), str(weights), ""
     if is_run(args.spec) and Path(args.spec).is_dir():
         spec, weights = run_paths(args.spec, checkpoint.resolve(args.weights))
-        return str(spec), str(weights)
+        return str(spec), str(weights), ""
     weights = checkpoint.resolve(args.weights)  # --weights RUN: its last checkpoint, as before
     _, meta = checkpoint.load(weights)
     try:
         source = Path(args.spec).read_text()
     except (OSError, UnicodeDecodeError):
         source = None
+    warning = ""
     if source is not None and meta.get("spec_hash") not in (None, checkpoint.spec_hash(source)):
-        print(
+        warning = (
             f"cnnc: warning: {args.spec} is not the spec {weights} was trained from (its hash "
             f"differs); results may not mean what they did. The run's own spec is "
-            f"{weights.parent / 'spec.cnn'}: `cnnc eval {weights.parent}` uses it",
-            file=sys.stderr,
+            f"{weights.parent / 'spec.cnn'}: `cnnc eval {weights.parent}` uses it"
         )
-    return args.spec, str(weights)
+    return args.spec, str(weights), warning
 
 
 def _network_with_weights(spec: str, weights: str, batch: int):
@@ -254,13 +253,16 @@ def _network_with_weights(spec: str, weights: str, batch: int):
 
 def cmd_eval(args) -> int:
     import json
+    import sys
 
     from cnnc.runtime.dataset import check_input_shape
     from cnnc.runtime.sources import load_data
     from cnnc.runtime.train import evaluate
 
-    spec, weights = _run_target(args)
+    spec, weights, warning = _run_target(args)
     checked, network, meta = _network_with_weights(spec, weights, args.batch)
+    if warning:
+        print(warning, file=sys.stderr)
     if args.data is None:
         args.data = (meta.get("run") or {}).get("data")
     dataset = load_data(args.data, image_shape=tuple(checked.graph.input_shape))
@@ -311,9 +313,11 @@ def cmd_predict(args) -> int:
             f"{args.spec}: give a run folder first (cnnc predict RUN IMAGE...), or the spec "
             "and --weights"
         )
-    spec, weights = _run_target(args)
+    spec, weights, warning = _run_target(args)
     paths = image_paths(args.images)
     checked, network, meta = _network_with_weights(spec, weights, min(len(paths), 256))
+    if warning:
+        print(warning, file=sys.stderr)
     chw = tuple(checked.graph.input_shape)
     names = list(meta.get("classes") or [])
     results = []
