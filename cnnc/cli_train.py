@@ -158,6 +158,12 @@ def cmd_train(args) -> int:
     trainer = Trainer(
         args.spec, config, dataset, out, quiet=args.quiet, checked=checked, run=run_options
     )
+    if not args.quiet and (trainer.augment or config.label_smoothing or trainer.val_set):
+        extras = [f"augment {trainer.augment.describe()}"] if trainer.augment else []
+        extras += [f"label smoothing {config.label_smoothing:g}"] if config.label_smoothing else []
+        if trainer.val_set is not None:
+            extras.append(f"{len(trainer.val_set)} held out; best.safetensors by {config.monitor}")
+        print("; ".join(extras))
     if args.resume:
         trainer.resume(args.resume)
         if not args.quiet:
