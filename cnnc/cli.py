@@ -299,22 +299,35 @@ def parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="shape-check specs and verify their `expect` lines")
     check.add_argument("paths", nargs="+", metavar="PATH", help=".cnn files or folders")
-    check.add_argument("--format", choices=("text", "json", "github"), default="text")
+    check.add_argument(
+        "--format",
+        choices=("text", "json", "github"),
+        default="text",
+        help="output format; github prints workflow annotations",
+    )
     check.add_argument("--input", type=_shape_arg, metavar="CxHxW", help="override the input size")
     check.set_defaults(run=cmd_check)
 
     report = sub.add_parser("report", help="print the per-layer shape, parameter and cost table")
-    report.add_argument("spec")
-    report.add_argument("--format", choices=("text", "json", "markdown"), default="text")
-    report.add_argument("--batch", type=positive_int, default=1)
-    report.add_argument("--input", type=_shape_arg, metavar="CxHxW")
+    report.add_argument("spec", help="the .cnn spec")
+    report.add_argument(
+        "--format", choices=("text", "json", "markdown"), default="text", help="output format"
+    )
+    report.add_argument(
+        "--batch", type=positive_int, default=1, help="batch size the memory figures assume"
+    )
+    report.add_argument(
+        "--input", type=_shape_arg, metavar="CxHxW", help="override the spec's input size"
+    )
     cli_review.add_report_options(report)
     report.set_defaults(run=cmd_report)
 
     compile_ = sub.add_parser("compile", help="lower a spec to an execution plan")
-    compile_.add_argument("spec")
-    compile_.add_argument("-o", "--output", help="write the plan as JSON")
-    compile_.add_argument("--batch", type=positive_int, default=1)
+    compile_.add_argument("spec", help="the .cnn spec")
+    compile_.add_argument("-o", "--output", help="write the plan as JSON to this file")
+    compile_.add_argument(
+        "--batch", type=positive_int, default=1, help="batch size the plan's sizes assume"
+    )
     compile_.add_argument(
         "--threads",
         type=positive_int,
@@ -322,64 +335,138 @@ def parser() -> argparse.ArgumentParser:
         help="threads the runtime will use (default: all cores)",
     )
     compile_.add_argument("--inference", action="store_true", help="plan forward only")
-    compile_.add_argument("--input", type=_shape_arg, metavar="CxHxW")
+    compile_.add_argument(
+        "--input", type=_shape_arg, metavar="CxHxW", help="override the spec's input size"
+    )
     compile_.set_defaults(run=cmd_compile)
 
     train = sub.add_parser("train", help="train a spec on data (default: the bundled sample)")
-    train.add_argument("spec")
+    train.add_argument(
+        "spec", nargs="?", help="the .cnn spec (default with --resume: the run's spec.cnn)"
+    )
     train.add_argument(
         "--data",
         default=None,
         help="default (bundled Fashion-MNIST sample), fashion-mnist, mnist, a .npz, "
         "an IDX folder or an image folder",
     )
-    train.add_argument("--epochs", type=positive_int)
-    train.add_argument("--batch", type=positive_int)
-    train.add_argument("--lr", type=_positive_float)
-    train.add_argument("--schedule", choices=("constant", "step", "cosine"))
-    train.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
-    train.add_argument("--momentum", type=_momentum, help="in [0, 1)")
-    train.add_argument("--nesterov", action="store_true", default=None)
-    train.add_argument("--weight-decay", type=_non_negative, help="0 or more")
-    train.add_argument("--seed", type=_seed)
-    train.add_argument("--validation", type=_fraction, help="fraction held out (default 0)")
-    train.add_argument("--limit", type=positive_int, help="train on the first N samples only")
+    spec_else = "(default: the spec's train section, else {})"
     train.add_argument(
-        "--ignore-index", type=_label, help="mask label no loss or metric counts (default 255)"
+        "--epochs", type=positive_int, help="passes over the data " + spec_else.format(10)
+    )
+    train.add_argument("--batch", type=positive_int, help="batch size " + spec_else.format(64))
+    train.add_argument("--lr", type=_positive_float, help="learning rate " + spec_else.format(0.01))
+    train.add_argument(
+        "--schedule",
+        choices=("constant", "step", "cosine", "plateau"),
+        help="learning-rate schedule: cosine to 0 per step, step (x gamma every `step` epochs), "
+        "plateau (x gamma after --patience epochs without a better --monitor) "
+        + spec_else.format("constant"),
     )
     train.add_argument(
-        "--class-weights", type=_weights, metavar="W,W,...", help="per-class loss weights (masks)"
+        "--optimizer", choices=("sgd", "adam", "adamw"), help="optimizer " + spec_else.format("sgd")
+    )
+    train.add_argument("--momentum", type=_momentum, help="SGD momentum " + spec_else.format(0.9))
+    train.add_argument(
+        "--nesterov",
+        action="store_true",
+        default=None,
+        help="Nesterov momentum for SGD " + spec_else.format("off"),
+    )
+    train.add_argument(
+        "--weight-decay",
+        type=_non_negative,
+        help="L2 weight decay, 0 or more " + spec_else.format(0),
+    )
+    train.add_argument(
+        "--seed",
+        type=_seed,
+        help="seed of the initial weights, the shuffle, dropout and augmentation "
+        + spec_else.format(0),
+    )
+    train.add_argument(
+        "--validation",
+        type=_fraction,
+        help="fraction of the training data held out, stratified, to validate each epoch and "
+        "pick best.safetensors " + spec_else.format(0),
+    )
+    train.add_argument(
+        "--ignore-index",
+        type=_label,
+        help="mask label no loss or metric counts (default: the train section's, else 255)",
+    )
+    train.add_argument(
+        "--class-weights",
+        type=_weights,
+        metavar="W,W,...",
+        help="per-class loss weights for masks (default: all 1)",
+    )
+    cli_train.add_training_options(train)
+    train.add_argument(
+        "--limit", type=positive_int, help="train on the first N samples only (default: all)"
     )
     train.add_argument("--out", default=None, help="run folder (default runs/<network>)")
-    train.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
+    train.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the run saved in DIR with its spec, data and settings (default: start anew)",
+    )
     train.add_argument(
         "--overwrite", action="store_true", help="replace the run already in the run folder"
     )
-    train.add_argument("--quiet", action="store_true")
+    train.add_argument(
+        "--quiet", action="store_true", help="print only the test accuracy (default: progress)"
+    )
     _add_max_memory(train)
     train.set_defaults(run=cli_train.cmd_train)
 
     evaluate = sub.add_parser(
         "eval", help="accuracy, per-class accuracy, confusion matrix; masks: pixel accuracy, IoU"
     )
-    evaluate.add_argument("spec")
-    evaluate.add_argument("--weights", required=True, help="a checkpoint or a run folder")
-    evaluate.add_argument("--data", default=None)
-    evaluate.add_argument("--batch", type=positive_int, default=256)
-    evaluate.add_argument("--format", choices=("text", "json"), default="text")
+    evaluate.add_argument(
+        "spec",
+        metavar="RUN|SPEC",
+        help="a run folder (its spec.cnn and best.safetensors, else its last checkpoint) or a "
+        "checkpoint in one; or a spec, with --weights",
+    )
+    evaluate.add_argument(
+        "--weights",
+        default=None,
+        help="a checkpoint or a run folder (its last checkpoint) for SPEC (default: none)",
+    )
+    evaluate.add_argument(
+        "--data",
+        default=None,
+        help="the data to evaluate, its test part if it has one (default: the run's --data, "
+        "else the bundled sample)",
+    )
+    evaluate.add_argument("--batch", type=positive_int, default=256, help="images per forward pass")
+    evaluate.add_argument(
+        "--format", choices=("text", "json"), default="text", help="output format"
+    )
     _add_max_memory(evaluate)
     evaluate.set_defaults(run=cli_train.cmd_eval)
 
     predict = sub.add_parser("predict", help="top-k classes for images, or masks (map outputs)")
-    predict.add_argument("spec")
-    predict.add_argument("images", nargs="+")
-    predict.add_argument("--weights", required=True)
-    predict.add_argument("--top", type=positive_int, default=3)
-    _add_max_memory(predict)
+    predict.add_argument("spec", metavar="RUN|SPEC", help="a run folder, or a spec with --weights")
+    predict.add_argument(
+        "images", nargs="+", metavar="IMAGE", help="image files, folders of them, or globs"
+    )
+    predict.add_argument(
+        "--weights",
+        default=None,
+        help="a checkpoint or a run folder (its last checkpoint) for SPEC (default: none)",
+    )
+    predict.add_argument(
+        "--top", type=positive_int, default=3, help="classes to show per image (default 3)"
+    )
+    predict.add_argument(
+        "--format", choices=("text", "json"), default="text", help="output format (default text)"
+    )
     predict.add_argument(
         "--out", help="folder for the mask and overlay PNGs of a map output (default: beside)"
     )
-    predict.add_argument("--format", choices=("text", "json"), default="text")
+    _add_max_memory(predict)
     predict.set_defaults(run=cli_train.cmd_predict)
     cli_review.add_commands(sub, _shape_arg)
 
@@ -387,9 +474,40 @@ def parser() -> argparse.ArgumentParser:
     cli_export.add_commands(sub)
     show.add_commands(sub)
     layers = sub.add_parser("layers", help="every layer kind, its arguments and their defaults")
-    layers.add_argument("--format", choices=("text", "markdown"), default="text")
+    layers.add_argument(
+        "--format", choices=("text", "markdown"), default="text", help="output format"
+    )
     layers.set_defaults(run=cmd_layers)
+    _state_defaults(top)
     return top
+
+
+def _state_defaults(top: argparse.ArgumentParser) -> None:
+    """Every option's help ends with its default, so `--help` never leaves one to guess."""
+    for command in _subparsers(top):
+        for action in command._actions:
+            if not action.option_strings or action.help == argparse.SUPPRESS:
+                continue
+            if isinstance(action, argparse._HelpAction | argparse._VersionAction):
+                continue
+            if action.help is None:
+                action.help = action.dest.replace("_", " ")
+            if "default" in action.help:
+                continue
+            if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
+                action.help += " (default: off)" if action.const else " (default: on)"
+            elif action.default is None:
+                action.help += " (default: none)"
+            else:
+                action.help += " (default: %(default)s)"
+
+
+def _subparsers(top: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = []
+    for action in top._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found += list(dict.fromkeys(action.choices.values()))
+    return found
 
 
 def cmd_layers(args) -> int:

@@ -8,7 +8,98 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnc.compiler.files import load
+from cnnc.compiler.files import UsageError, load
+
+
+def _augment_arg(text: str) -> dict:
+    import argparse
+
+    from cnnc.runtime.augment import parse_augment
+
+    try:
+        return parse_augment(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _smoothing(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a label smoothing in [0, 1)")
+    return value
+
+
+def _count(text: str) -> int:
+    import argparse
+
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"`{text}` is not a whole number >= 0")
+    return int(text)
+
+
+def add_training_options(train) -> None:
+    """The options of validation-driven training and augmentation (issue 16)."""
+    train.add_argument(
+        "--augment",
+        type=_augment_arg,
+        metavar="'NAME[=V] ...'",
+        help="random augmentation of each training batch, e.g. 'crop=2 flip cutout=8'; names: "
+        "crop, flip, rotate, scale, translate, brightness, contrast, saturation, cutout "
+        "(default: the spec's `augment`, else none; 'none' switches the spec's off)",
+    )
+    train.add_argument(
+        "--label-smoothing",
+        type=_smoothing,
+        metavar="E",
+        help="train against (1-E)*onehot + E/classes (default: the spec's, else 0)",
+    )
+    train.add_argument(
+        "--monitor",
+        choices=("val_loss", "val_acc", "train_loss", "train_acc"),
+        help="the metric that picks best.safetensors and drives --early-stop and the plateau "
+        "schedule (default: the spec's, else val_loss; train_* without --validation)",
+    )
+    train.add_argument(
+        "--early-stop",
+        type=_count,
+        metavar="N",
+        help="stop after N epochs without a better --monitor (default: the spec's, else 0: never)",
+    )
+    train.add_argument(
+        "--patience",
+        type=positive_int_arg,
+        metavar="N",
+        help="--schedule plateau: multiply the lr by --gamma after N epochs without a better "
+        "--monitor (default: the spec's, else 2)",
+    )
+    train.add_argument(
+        "--gamma",
+        type=_gamma,
+        help="the lr factor of --schedule step and plateau (default: the spec's, else 0.1)",
+    )
+
+
+def _gamma(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"`{text}` is not an lr factor in (0, 1]")
+    return value
+
+
+def positive_int_arg(text: str) -> int:
+    from cnnc.cli import positive_int
+
+    return positive_int(text)
 
 
 def cmd_train(args) -> int:
@@ -19,6 +110,11 @@ def cmd_train(args) -> int:
     from cnnc.runtime.sources import load_data
     from cnnc.runtime.train import TrainConfig, Trainer
 
+    saved_run = {}
+    if args.resume:
+        saved_run = _saved_run(args)
+    elif args.spec is None:
+        raise UsageError("give the spec to train (or --resume DIR to continue a run)")
     checked = load(args.spec, verify_expects=False)  # the one parse and check of this command
     require_loss_head(checked)  # several heads: the train section names the one the loss reads
     settings = train_config(checked.graph.train, args.spec)
@@ -35,6 +131,12 @@ def cmd_train(args) -> int:
         "validation": args.validation,
         "ignore_index": getattr(args, "ignore_index", None),
         "class_weights": getattr(args, "class_weights", None),
+        "label_smoothing": args.label_smoothing,
+        "monitor": args.monitor,
+        "early_stop": args.early_stop,
+        "patience": args.patience,
+        "gamma": args.gamma,
+        **(args.augment or {}),
     }
     if args.resume:
         _, meta = checkpoint.load(args.resume)
@@ -47,6 +149,7 @@ def cmd_train(args) -> int:
         dataset = limit(dataset, args.limit)
     from cnnc import run_folder
 
+    run_options = {**saved_run, "data": _data_name(args.data), "limit": args.limit}
     resume = getattr(args, "resume", None)
     if resume and Path(resume).is_file():  # `--resume RUN/checkpoint.safetensors`
         resume = str(Path(resume).parent)
@@ -58,7 +161,15 @@ def cmd_train(args) -> int:
             f"training {config.epochs} epochs, batch {config.batch}, {config.optimizer} "
             f"lr {config.lr:g} ({config.schedule}), into {out}/"
         )
-    trainer = Trainer(args.spec, config, dataset, out, quiet=args.quiet, checked=checked)
+    trainer = Trainer(
+        args.spec, config, dataset, out, quiet=args.quiet, checked=checked, run=run_options
+    )
+    if not args.quiet and (trainer.augment or config.label_smoothing or trainer.val_set):
+        extras = [f"augment {trainer.augment.describe()}"] if trainer.augment else []
+        extras += [f"label smoothing {config.label_smoothing:g}"] if config.label_smoothing else []
+        if trainer.val_set is not None:
+            extras.append(f"{len(trainer.val_set)} held out; best.safetensors by {config.monitor}")
+        print("; ".join(extras))
     if args.resume:
         trainer.resume(args.resume)
         if not args.quiet:
@@ -70,11 +181,8 @@ def cmd_train(args) -> int:
         with run_folder.claimed(out):
             result = trainer.run()
     except KeyboardInterrupt:
-        again = [f"--data {args.data}"] if args.data else []
-        again += [f"--limit {args.limit}"] if args.limit else []
         raise KeyboardInterrupt(
-            "\ninterrupted; checkpoint saved. Continue with: cnnc train "
-            + " ".join([args.spec, *again, "--resume", str(out)])
+            f"\ninterrupted; checkpoint saved. Continue with: cnnc train --resume {out}"
         ) from None
     if args.quiet and "test_miou" in result:
         print(f"test pixel accuracy {result['test_acc']:.4f}  mIoU {result['test_miou']:.4f}")
@@ -90,11 +198,75 @@ def _is_map(checked) -> bool:
     return is_map(checked.output.shape)
 
 
+def _data_name(data: str | None) -> str | None:
+    """--data as the run stores it: a path made absolute, so a resume from elsewhere finds it."""
+    if data and Path(data).exists():
+        return str(Path(data).resolve())
+    return data
+
+
+def _saved_run(args) -> dict:
+    """`--resume DIR` alone: the spec, data and limit the run was started with, unless given."""
+    from cnnc.runtime import checkpoint
+
+    folder = Path(args.resume)
+    folder = folder.parent if folder.is_file() else folder
+    _, meta = checkpoint.load(folder)
+    saved = meta.get("run") or {}
+    if args.spec is None:
+        spec = folder / "spec.cnn"
+        if not spec.is_file() or spec.is_symlink():
+            raise UsageError(
+                f"{folder}: holds no spec.cnn; give the spec: cnnc train SPEC --resume"
+            )
+        args.spec = str(spec)
+    if args.data is None:
+        args.data = saved.get("data")
+    if args.limit is None:
+        args.limit = saved.get("limit")
+    return saved
+
+
+def _run_target(args) -> tuple[str, str, str]:
+    """(spec, weights, warning) from `SPEC --weights W`, `RUN` or `RUN/best.safetensors`; a
+    spec that is not the one the weights were trained from is named in the warning, printed
+    once the weights have loaded (a load error says more)."""
+    from cnnc.model import is_run, run_paths
+    from cnnc.runtime import checkpoint
+
+    if args.weights is None:
+        if not is_run(args.spec):
+            raise UsageError(
+                f"{args.spec}: give a run folder (holding spec.cnn and a checkpoint), or the "
+                "spec and its weights: SPEC --weights RUN"
+            )
+        spec, weights = run_paths(args.spec)
+        return str(spec), str(weights), ""
+    if is_run(args.spec) and Path(args.spec).is_dir():
+        spec, weights = run_paths(args.spec, checkpoint.resolve(args.weights))
+        return str(spec), str(weights), ""
+    weights = checkpoint.resolve(args.weights)  # --weights RUN: its last checkpoint, as before
+    _, meta = checkpoint.load(weights)
+    try:
+        source = Path(args.spec).read_text()
+    except (OSError, UnicodeDecodeError):
+        source = None
+    warning = ""
+    if source is not None and meta.get("spec_hash") not in (None, checkpoint.spec_hash(source)):
+        warning = (
+            f"cnnc: warning: {args.spec} is not the spec {weights} was trained from (its hash "
+            f"differs); results may not mean what they did. The run's own spec is "
+            f"{weights.parent / 'spec.cnn'}: `cnnc eval {weights.parent}` uses it"
+        )
+    return args.spec, str(weights), warning
+
+
 def _network_with_weights(spec: str, weights: str, batch: int):
+    from cnnc.model import meta_input
     from cnnc.runtime.network import Network
     from cnnc.runtime.train import load_weights
 
-    checked = load(spec, verify_expects=False)
+    checked = load(spec, meta_input(weights), verify_expects=False)
     network = Network(checked, batch=batch, training=False)
     meta = load_weights(network, weights)
     return checked, network, meta
@@ -102,12 +274,18 @@ def _network_with_weights(spec: str, weights: str, batch: int):
 
 def cmd_eval(args) -> int:
     import json
+    import sys
 
     from cnnc.runtime.dataset import check_input_shape
     from cnnc.runtime.sources import load_data
     from cnnc.runtime.train import evaluate
 
-    checked, network, meta = _network_with_weights(args.spec, args.weights, args.batch)
+    spec, weights, warning = _run_target(args)
+    checked, network, meta = _network_with_weights(spec, weights, args.batch)
+    if warning:
+        print(warning, file=sys.stderr)
+    if args.data is None:
+        args.data = (meta.get("run") or {}).get("data")
     dataset = load_data(
         args.data, image_shape=tuple(checked.graph.input_shape), masks=network.dense
     )
@@ -152,41 +330,93 @@ def cmd_eval(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    import json
+    import sys
+
     import numpy as np
 
+    from cnnc.model import is_run
     from cnnc.runtime.batches import normalize
-    from cnnc.runtime.images import load_images
+    from cnnc.runtime.images import describe_conversion, load_images
 
-    checked, network, meta = _network_with_weights(args.spec, args.weights, len(args.images))
+    if args.weights is None and not is_run(args.spec):
+        raise UsageError(
+            f"{args.spec}: give a run folder first (cnnc predict RUN IMAGE...), or the spec "
+            "and --weights"
+        )
+    spec, weights, warning = _run_target(args)
+    paths = image_paths(args.images)
+    checked, network, meta = _network_with_weights(spec, weights, min(len(paths), 256))
+    if warning:
+        print(warning, file=sys.stderr)
     chw = tuple(checked.graph.input_shape)
-    images = load_images(args.images, chw)
-    x = normalize(images, meta["normalization"])
     if network.dense:
         from cnnc.cli_dense import predict_masks
 
-        return predict_masks(args, network.forward(x), images, meta.get("classes"))
-    probabilities = network.forward(x).reshape(len(args.images), -1)
-    if checked.output.node.kind != "SOFTMAX":
-        shifted = probabilities - probabilities.max(axis=1, keepdims=True)
-        probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
-    names = meta.get("classes") or [str(i) for i in range(probabilities.shape[1])]
-    if getattr(args, "format", "text") == "json":
-        import json
-
-        ranked = [
-            {
-                "image": path,
-                "top": [
-                    {"class": names[i], "probability": float(row[i])}
-                    for i in np.argsort(-row)[: args.top]
-                ],
-            }
-            for path, row in zip(args.images, probabilities, strict=True)
-        ]
-        print(json.dumps(ranked, indent=2))
+        images, scores = [], []
+        for start in range(0, len(paths), network.batch):
+            chunk = load_images(paths[start : start + network.batch], chw)
+            images.append(chunk)
+            scores.append(network.forward(normalize(chunk, meta["normalization"])).copy())
+        args.images = [str(path) for path in paths]
+        return predict_masks(
+            args, np.concatenate(scores), np.concatenate(images), meta.get("classes")
+        )
+    names = list(meta.get("classes") or [])
+    results = []
+    for start in range(0, len(paths), network.batch):
+        chunk = paths[start : start + network.batch]
+        notes = [describe_conversion(path, chw) for path in chunk]
+        x = normalize(load_images(chunk, chw), meta["normalization"])
+        scores = network.forward(x).reshape(len(chunk), -1)
+        if checked.output.node.kind != "SOFTMAX":
+            shifted = scores - scores.max(axis=1, keepdims=True)
+            scores = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+        if len(names) != scores.shape[1]:
+            names = [str(i) for i in range(scores.shape[1])]
+        for path, row, note in zip(chunk, scores, notes, strict=True):
+            best = np.argsort(-row)[: args.top]
+            results.append(
+                {
+                    "image": str(path),
+                    "top": [{"class": names[i], "probability": float(row[i])} for i in best],
+                    "converted": note,
+                }
+            )
+    if args.format == "json":
+        print(json.dumps({"weights": weights, "predictions": results}, indent=2))
         return 0
-    for path, row in zip(args.images, probabilities, strict=True):
-        best = np.argsort(-row)[: args.top]
-        ranked = ", ".join(f"{names[i]} {row[i]:.3f}" for i in best)
-        print(f"{path}: {ranked}")
+    for result in results:
+        if result["converted"]:
+            print(f"cnnc: {result['image']}: {result['converted']}", file=sys.stderr)
+        ranked = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in result["top"])
+        print(f"{result['image']}: {ranked}")
     return 0
+
+
+def image_paths(items: list[str]) -> list[str]:
+    """Image files named by paths, folders (every image file under them, sorted) and globs."""
+    import glob
+
+    from cnnc.runtime.images import IMAGE_EXTENSIONS
+
+    found = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            inside = sorted(
+                str(p)
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            )
+            if not inside:
+                raise UsageError(f"{item}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in it")
+            found += inside
+        elif not path.exists() and glob.has_magic(item):
+            matched = sorted(glob.glob(item, recursive=True))
+            if not matched:
+                raise UsageError(f"{item}: no file matches this pattern")
+            found += matched
+        else:
+            found.append(item)
+    return found

@@ -5,6 +5,12 @@ train {
   schedule cosine            # constant | step step=5 gamma=0.1 | cosine
   epochs 10
   batch 64
+  augment crop=2 flip cutout=8   # crop flip rotate scale translate brightness contrast
+                                 # saturation cutout (runtime/augment.py says what each does)
+  label_smoothing 0.1
+  monitor val_acc            # val_loss | val_acc | train_loss | train_acc: picks best.safetensors
+  early_stop 5               # stop after 5 epochs without improvement of `monitor` (0: never)
+  schedule plateau gamma=0.5 patience=2   # lr *= gamma after 2 epochs without improvement
 }
 """
 
@@ -40,6 +46,19 @@ class TrainConfig:
     loss: str = "cross_entropy"
     ignore_index: int = 255  # a map output's pixels with this label count in no loss or metric
     class_weights: tuple[float, ...] = ()  # a map output's per-class loss weights; () = all 1
+    label_smoothing: float = 0.0
+    monitor: str = "val_loss"
+    early_stop: int = 0
+    patience: int = 2
+    augment_crop: int = 0
+    augment_flip: bool = False
+    augment_rotate: float = 0.0
+    augment_scale: float = 0.0
+    augment_translate: float = 0.0
+    augment_brightness: float = 0.0
+    augment_contrast: float = 0.0
+    augment_saturation: float = 0.0
+    augment_cutout: int = 0
 
     @staticmethod
     def merged(spec_settings: dict, overrides: dict) -> TrainConfig:
@@ -50,16 +69,21 @@ class TrainConfig:
 DEFAULTS = asdict(TrainConfig())
 CHOICES = {
     "optimizer": ("sgd", "adam", "adamw"),
-    "schedule": ("constant", "step", "cosine"),
+    "schedule": ("constant", "step", "cosine", "plateau"),
     "loss": ("cross_entropy",),
+    "monitor": ("val_loss", "val_acc", "train_loss", "train_acc"),
 }
-FLAGS = {"nesterov"}
-WHOLE = {"epochs", "batch", "seed", "step", "ignore_index"}
+AUGMENTS = tuple(k[len("augment_") :] for k in DEFAULTS if k.startswith("augment_"))
+FLAGS = {"nesterov"} | {f"augment_{name}" for name in AUGMENTS if name == "flip"}
+WHOLE = {"epochs", "batch", "seed", "step", "early_stop", "patience", "augment_crop"}
+WHOLE |= {"augment_cutout", "ignore_index"}
+FRACTIONS = {"label_smoothing", "augment_scale", "augment_brightness", "augment_contrast"}
+FRACTIONS |= {"augment_saturation"}
 LISTS = {"class_weights"}  # one number per class: `class_weights 1 4`
 # which keys may follow each setting as key=value
 OPTIONS = {
     "optimizer": ("lr", "momentum", "nesterov", "weight_decay", "beta1", "beta2", "eps"),
-    "schedule": ("step", "gamma"),
+    "schedule": ("step", "gamma", "patience"),
 }
 
 
@@ -67,7 +91,7 @@ def _number(key: str, value, problems: Problems, loc):
     if isinstance(value, bool) or not isinstance(value, int | float):
         problems.add(f"train: `{key}` needs a number", loc)
         return None
-    least = 0 if key in ("seed", "ignore_index") else 1
+    least = 0 if key in ("seed", "early_stop", "ignore_index") or key.startswith("augment_") else 1
     if key in WHOLE and (not isinstance(value, int) or value < least):
         problems.add(f"train: `{key}` must be a positive whole number, not {value}", loc)
         return None
@@ -79,6 +103,9 @@ def _number(key: str, value, problems: Problems, loc):
         return None
     if isinstance(value, float) and not math.isfinite(value):
         problems.add(f"train: `{key}` must be a finite number", loc)
+        return None
+    if key in FRACTIONS and not 0 <= value < 1:
+        problems.add(f"train: `{key.removeprefix('augment_')}` is a fraction in [0, 1)", loc)
         return None
     if key in ("beta1", "beta2", "momentum") and not 0 <= value < 1:
         problems.add(f"train: `{key}` is a decay rate in [0, 1), not {value}", loc)
@@ -121,14 +148,17 @@ def train_config(settings: tuple[Setting, ...], path: str = "<spec>") -> dict:
 
     for setting in settings:
         key = setting.key
+        if key == "augment":
+            _augment(setting, config, problems, first_time)
+            continue
         if key in DEFAULTS and key not in FLAGS and not first_time(key, setting.loc):
             continue
-        if key not in DEFAULTS or key in FLAGS:
-            hint = did_you_mean(key, [k for k in DEFAULTS if k not in FLAGS])
+        if key not in DEFAULTS or key in FLAGS or key.startswith("augment_"):
+            hint = did_you_mean(key, SETTINGS)
             problems.add(
                 f"train: unknown setting `{key}`",
                 setting.loc,
-                fix=hint or "settings: " + ", ".join(k for k in DEFAULTS if k not in FLAGS),
+                fix=hint or "settings: " + ", ".join(SETTINGS),
             )
             continue
         values = list(setting.values)
@@ -190,3 +220,39 @@ def train_config(settings: tuple[Setting, ...], path: str = "<spec>") -> dict:
                 )
     problems.raise_if_any()
     return config
+
+
+SETTINGS = [k for k in DEFAULTS if k not in FLAGS and not k.startswith("augment_")] + ["augment"]
+
+
+def _augment(setting: Setting, config: dict, problems: Problems, first_time) -> None:
+    """`augment crop=2 flip cutout=8`: each name a flag or name=number."""
+    if not setting.values:
+        problems.add("train: `augment` needs at least one of " + ", ".join(AUGMENTS), setting.loc)
+    for value in setting.values:
+        name = value.key if isinstance(value, KwArg) else getattr(value, "name", None)
+        if name not in AUGMENTS:
+            hint = did_you_mean(str(name), list(AUGMENTS))
+            problems.add(
+                f"train: `augment` takes no `{name or value}`",
+                value.loc,
+                fix=hint or "it takes: " + ", ".join(AUGMENTS),
+            )
+            continue
+        key = f"augment_{name}"
+        if not first_time(key, value.loc):
+            continue
+        number = (
+            value.value.value if isinstance(value, KwArg) and isinstance(value.value, Num) else None
+        )
+        if key in FLAGS:
+            if isinstance(value, Ref) or (number in (0, 1) and not isinstance(number, bool)):
+                config[key] = True if isinstance(value, Ref) else bool(number)
+            else:
+                problems.add(f"train: `{name}` is a flag: write `{name}` or `{name}=0`", value.loc)
+        elif number is None:
+            problems.add(f"train: augmentation `{name}` needs a value, e.g. `{name}=2`", value.loc)
+        else:
+            checked = _number(key, number, problems, value.loc)
+            if checked is not None:
+                config[key] = float(checked) if key not in WHOLE else checked

@@ -129,21 +129,28 @@ def iter_batches(
     *,
     norm: Mapping[str, Sequence[float]] | None = None,
     rng: np.random.Generator | None = None,
+    augment=None,
+    start: int = 0,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Batches ``(x, y)`` of the training part: x float32 (B, C, H, W) C-contiguous, normalised
     with ``norm`` (or just scaled to [0, 1]); y int64 (B,). Every sample exactly once; the last
     batch may be smaller. With ``rng`` the order is ``rng.permutation(len(data))``, drawn when
     this function is called (not lazily), so saving ``rng.bit_generator.state`` after the call
-    and restoring it reproduces the next epoch's order."""
+    and restoring it reproduces the next epoch's order. ``augment(x, batch_index)``, when given,
+    transforms each batch's [0, 1] pixels before normalisation (see ``augment``); ``start``
+    skips the batches before that index (a resumed epoch) without building them."""
     if int(batch_size) < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")
     order = epoch_order(len(data), rng)
-    return _batches(data, order, int(batch_size), norm)
+    return _batches(data, order, int(batch_size), norm, augment, int(start))
 
 
 def _batches(
-    data: Dataset, order: np.ndarray, batch_size: int, norm: Mapping | None
+    data: Dataset, order: np.ndarray, batch_size: int, norm: Mapping | None, augment, start: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    for i in range(0, len(order), batch_size):
+    for i in range(start * batch_size, len(order), batch_size):
         idx = order[i : i + batch_size]
-        yield normalize(data.x[idx], norm), data.y[idx].copy()
+        x = data.x[idx]
+        if augment is not None:
+            x = augment(to_unit(x), i // batch_size)
+        yield normalize(x, norm), data.y[idx].copy()

@@ -12,7 +12,14 @@ import numpy as np
 
 from .dataset import DataError, Dataset
 
-__all__ = ["IMAGE_EXTENSIONS", "image_to_array", "load_image", "load_images", "read_image_folder"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "describe_conversion",
+    "image_to_array",
+    "load_image",
+    "load_images",
+    "read_image_folder",
+]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -79,6 +86,25 @@ def load_image(path: str | os.PathLike, chw: Sequence[int]) -> np.ndarray:
     path = Path(path)
     with _open(path) as img:
         return _convert(img, chw, str(path)).astype(np.float32) / np.float32(255)
+
+
+def describe_conversion(path: str | os.PathLike, chw: Sequence[int]) -> str:
+    """What load_image does to fit the file to `chw`, in words ("" when nothing): predict says
+    it, since a colour photo turned grey or a 1000-pixel image shrunk to 28 may explain a guess."""
+    c, h, w = (int(d) for d in chw)
+    try:
+        with _open(Path(path)) as img:
+            mode, (width, height) = img.mode, img.size
+    except DataError:
+        return ""
+    notes = []
+    if c == 1 and not _is_gray(mode):
+        notes.append(f"converted {mode} to grey")
+    elif c == 3 and _is_gray(mode):
+        notes.append("converted grey to RGB")
+    if (width, height) != (w, h):
+        notes.append(f"resized {height}x{width} to {h}x{w}")
+    return ", ".join(notes) + " for the model's input" if notes else ""
 
 
 def load_images(paths: Sequence[str | os.PathLike], chw: Sequence[int]) -> np.ndarray:

@@ -308,9 +308,12 @@ class Network:
     def _seed(self) -> int:
         return (self.steps_run * 1_000_003) & 0x7FFFFFFF
 
+    label_smoothing: float = 0.0  # the target is (1 - e) * onehot + e / classes in loss_and_grad
+
     def loss_and_grad(self, x, y) -> tuple[float, int]:
-        """Forward in training mode, softmax cross-entropy against integer labels, backward.
-        Returns (mean loss, correct predictions); parameter gradients are in gradients().
+        """Forward in training mode, softmax cross-entropy against integer labels (smoothed by
+        `self.label_smoothing`), backward. Returns (mean loss, correct predictions); parameter
+        gradients are in gradients().
 
         A map output takes (n, H, W) masks and the per-pixel loss of `set_loss`; its "correct
         predictions" are the batch's pixel accuracy times n (a float)."""
@@ -329,7 +332,13 @@ class Network:
             loss, correct = self._map_loss(logits, labels, n, gradient=True)
         else:
             loss = softmax_cross_entropy(
-                self.A, logits.offset, logits.grad_offset, self.classes, labels, n
+                self.A,
+                logits.offset,
+                logits.grad_offset,
+                self.classes,
+                labels,
+                n,
+                float(self.label_smoothing),
             )
             correct = int(count_correct(self.A, logits.offset, self.classes, labels, n))
         self._zero_head_grads(n)

@@ -8,11 +8,10 @@ the same weights, bit for bit, as one that never stopped.
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +19,13 @@ import numpy as np
 from cnnc.compiler.check import Checked, check_file
 from cnnc.compiler.training import TrainConfig
 
-from . import checkpoint, metrics, segmentation
+from . import checkpoint, metrics, run_files, segmentation
+from .augment import Augment
 from .batches import batch_count, compute_normalization, iter_batches, split_validation
-from .dataset import Dataset, check_input_shape, check_num_classes
+from .dataset import Dataset, check_input_shape
 from .errors import DataError, TrainingError
 from .metrics_log import read_metrics
+from .monitor import Watch, metric_name, observe
 from .network import InputError, Network
 from .optim import Optimizer, OptimizerConfig
 
@@ -49,7 +50,7 @@ def learning_rate(config: TrainConfig, epoch: int, batch_index: int, batches: in
     if config.schedule == "cosine":
         progress = (epoch * batches + batch_index) / max(config.epochs * batches, 1)
         return 0.5 * config.lr * (1.0 + math.cos(math.pi * progress))
-    return config.lr
+    return config.lr  # plateau: scaled by the trainer's Watch.lr_scale
 
 
 class _Interrupt:
@@ -79,10 +80,13 @@ class Progress:
     rng_state: dict | None = None  # the shuffle Generator at the start of `epoch`
     steps_run: int = 0
     sums: tuple[float, int, int] = (0.0, 0, 0)  # loss sum, correct, seen in the epoch so far
+    watch: dict = field(default_factory=lambda: asdict(Watch()))  # best metric, plateau, stop
+    history: list = field(default_factory=list)  # every finished epoch's metrics record
 
 
-def _meta(spec_source, config, progress, norm, classes, network, optimizer_steps):
+def _meta(spec_source, config, progress, norm, classes, network, optimizer_steps, run=None):
     return {
+        "run": run or {},  # how the command line named the data etc., for `--resume DIR` alone
         "spec_hash": checkpoint.spec_hash(spec_source),
         "network": network.plan.network,
         "config": asdict(config),
@@ -93,11 +97,13 @@ def _meta(spec_source, config, progress, norm, classes, network, optimizer_steps
     }
 
 
-def save_checkpoint(path, network, optimizer, spec_source, config, progress, norm, classes):
+def save_checkpoint(
+    path, network, optimizer, spec_source, config, progress, norm, classes, run=None
+):
     tensors = {f"param/{k}": v for k, v in network.parameters().items()}
     tensors.update({f"buffer/{k}": v for k, v in network.buffers().items()})
     tensors.update({f"optim/{k}": v for k, v in optimizer.state.items()})
-    meta = _meta(spec_source, config, progress, norm, classes, network, optimizer.steps)
+    meta = _meta(spec_source, config, progress, norm, classes, network, optimizer.steps, run)
     checkpoint.save(path, tensors, meta)
 
 
@@ -127,7 +133,9 @@ class Trainer:
         quiet: bool = False,
         log=print,
         checked: Checked | None = None,
+        run: dict | None = None,
     ):
+        self.run_options = run or {}
         self.spec_source = Path(spec_path).read_text()
         if checked is None:
             checked = check_file(spec_path, verify_expects=False)
@@ -137,6 +145,7 @@ class Trainer:
         check_input_shape(dataset, chw)
         self.network = Network(self.checked, batch=config.batch, training=True, seed=config.seed)
         self.network.set_loss(config.ignore_index, config.class_weights or None)
+        self.network.label_smoothing = config.label_smoothing
         segmentation.check_targets(dataset, self.network)
         self.train_set, self.val_set = split_validation(
             dataset.without_test(), config.validation, config.seed
@@ -147,6 +156,8 @@ class Trainer:
         self.norm = compute_normalization(self.train_set)
         self.optimizer = Optimizer(optimizer_config(config), self.network.P.size)
         self.progress = Progress()
+        self.augment = Augment.from_config(config)
+        self.augment.check(chw)
 
     def _check_batch_sizes(self) -> None:
         """Refuse before the first step what BN in training mode would refuse mid-epoch."""
@@ -187,6 +198,8 @@ class Trainer:
             progress["rng_state"],
             progress["steps_run"],
             tuple(progress["sums"]),
+            {**asdict(Watch()), **progress.get("watch", {})},
+            list(progress.get("history", [])),
         )
         self.network.steps_run = self.progress.steps_run
         self.norm = meta["normalization"]
@@ -196,26 +209,42 @@ class Trainer:
     def run(self) -> dict:
         config, network, progress = self.config, self.network, self.progress
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "spec.cnn").write_text(self.spec_source)
+        run_files.write(self.out / "spec.cnn", self.spec_source)
         metrics_path = self.out / "metrics.jsonl"
+        run_files.write_metrics(metrics_path, progress.history)  # a line a kill lost is back
         batches = batch_count(self.train_set, config.batch)
         rng = np.random.default_rng(config.seed)
         history = []
+        watch = Watch(**progress.watch)
+        monitored = metric_name(config.monitor, self.val_set is not None)
+        if (
+            monitored != config.monitor
+            and not self.quiet
+            and (config.early_stop or config.schedule == "plateau")
+        ):
+            self.log(f"(no validation split: {monitored} stands in for {config.monitor})")
         with _Interrupt() as interrupt:
-            while progress.epoch < config.epochs:
+            while progress.epoch < config.epochs and not watch.stopped:
                 if progress.rng_state is not None:
                     rng.bit_generator.state = progress.rng_state
                 progress.rng_state = rng.bit_generator.state
                 started = time.perf_counter()
                 loss_sum, correct, seen = progress.sums
-                iterator = iter_batches(self.train_set, config.batch, norm=self.norm, rng=rng)
+                progress_seen_at_start = seen
+                iterator = iter_batches(
+                    self.train_set,
+                    config.batch,
+                    norm=self.norm,
+                    rng=rng,
+                    augment=self._augmenter(progress.epoch),
+                    start=progress.batch_index,
+                )
                 bar = self._bar(progress.epoch, batches, progress.batch_index)
                 # an epoch resumed after its last batch runs none: the record still needs its lr
                 lr = learning_rate(config, progress.epoch, max(batches - 1, 0), batches)
-                for index, (x, y) in enumerate(iterator):
-                    if index < progress.batch_index:
-                        continue
-                    lr = learning_rate(config, progress.epoch, index, batches)
+                lr *= watch.lr_scale
+                for index, (x, y) in enumerate(iterator, start=progress.batch_index):
+                    lr = learning_rate(config, progress.epoch, index, batches) * watch.lr_scale
                     loss, hits = network.loss_and_grad(x, y)
                     self._check_finite(loss, x, progress)
                     self.optimizer.step(network.P, network.G, lr)
@@ -228,17 +257,13 @@ class Trainer:
                     progress.steps_run = network.steps_run
                     if bar is not None:
                         elapsed = time.perf_counter() - started
-                        bar.set_postfix(
-                            loss=f"{loss_sum / seen:.4f}",
-                            acc=f"{correct / seen:.4f}",
-                            lr=f"{lr:.3g}",
+                        done = seen - progress_seen_at_start
+                        bar.set_postfix_str(
+                            f"loss {loss_sum / seen:.4f} acc {correct / seen:.3f} "
+                            f"{done / max(elapsed, 1e-9):,.0f} img/s",
                             refresh=False,
                         )
                         bar.update(1)
-                        bar.set_description(
-                            f"epoch {progress.epoch + 1}/{config.epochs} "
-                            f"{seen / max(elapsed, 1e-9):,.0f} img/s"
-                        )
                     if interrupt.signal is not None:
                         if bar is not None:
                             bar.close()
@@ -253,21 +278,30 @@ class Trainer:
                     "train_acc": correct / max(seen, 1),
                     "lr": lr,
                     "seconds": round(seconds, 3),
-                    "images_per_s": round(seen / seconds, 1),
+                    "images_per_s": round((seen - progress_seen_at_start) / seconds, 1),
                 }
                 if self.val_set is not None:
                     record["val_loss"], record["val_acc"], confusion = self.evaluate(self.val_set)
                     if network.dense:
                         record.update(_iou_fields("val", confusion))
+                is_best = observe(watch, monitored, record, config)
                 progress.epoch += 1
                 progress.batch_index, progress.sums = 0, (0.0, 0, 0)
                 progress.rng_state = rng.bit_generator.state
-                self._save()
-                with open(metrics_path, "a") as handle:
-                    handle.write(json.dumps(record) + "\n")
+                progress.watch = asdict(watch)
+                progress.history = [*progress.history, record]
+                if is_best:
+                    self._save(run_files.BEST)
+                self._save()  # the checkpoint holds the record too: no kill loses its line
+                run_files.write_metrics(metrics_path, progress.history)
                 history.append(record)
-                self._epoch_line(record)
-        result = {"epochs": history}
+                self._epoch_line(record, is_best, monitored)
+                if watch.stopped and not self.quiet:
+                    self.log(
+                        f"early stop: no better {monitored} for {watch.since_best} epochs "
+                        f"(best {watch.best:.4f} at epoch {watch.best_epoch})"
+                    )
+        result = {"epochs": history, "best_epoch": watch.best_epoch, "monitor": monitored}
         if self.test_set is not None:
             loss, accuracy, confusion = self.evaluate(self.test_set)
             result.update(test_loss=loss, test_acc=accuracy)
@@ -281,8 +315,33 @@ class Trainer:
                 self.log(
                     f"test: loss {loss:.4f}  accuracy {accuracy:.4f}  ({len(self.test_set)} images)"
                 )
+            best = self.out / run_files.BEST
+            if watch.best_epoch and watch.best_epoch != progress.epoch and best.exists():
+                loss, accuracy = self._evaluate_checkpoint(best, self.test_set)
+                result.update(best_test_loss=loss, best_test_acc=accuracy)
+                self.log(
+                    f"test of {best.name} (epoch {watch.best_epoch}, best {monitored}): "
+                    f"loss {loss:.4f}  accuracy {accuracy:.4f}"
+                )
+            else:
+                result.update(best_test_loss=result["test_loss"], best_test_acc=accuracy)
         self._plot(metrics_path)
         return result
+
+    def _augmenter(self, epoch: int):
+        if not self.augment:
+            return None
+        augment, seed = self.augment, self.config.seed
+        return lambda x, batch: augment(x, seed, epoch, batch)
+
+    def _evaluate_checkpoint(self, path: Path, dataset: Dataset) -> tuple[float, float]:
+        """Test another checkpoint's weights, then put the last weights back."""
+        current = {k: v.copy() for k, v in self.network.state_dict().items()}
+        load_weights(self.network, path)
+        try:
+            return self.evaluate(dataset)[:2]
+        finally:
+            self.network.load_state_dict(current)
 
     def _bar(self, epoch, batches, start):
         if self.quiet:
@@ -295,10 +354,12 @@ class Trainer:
             leave=False,
             unit="batch",
             disable=None,
+            # one speed (img/s, in the postfix), and room for the loss in 80 columns
+            bar_format="{desc} {percentage:3.0f}%|{bar:10}| {elapsed}<{remaining}{postfix}",
             desc=f"epoch {epoch + 1}/{self.config.epochs}",
         )
 
-    def _epoch_line(self, record) -> None:
+    def _epoch_line(self, record, is_best: bool = False, monitored: str = "") -> None:
         text = (
             f"epoch {record['epoch']:>3}/{self.config.epochs}  train loss "
             f"{record['train_loss']:.4f} acc {record['train_acc']:.4f}"
@@ -308,12 +369,14 @@ class Trainer:
         if "val_miou" in record:
             text += f" mIoU {record['val_miou']:.4f}"
         text += f"  {record['images_per_s']:,.0f} img/s  {record['seconds']:.1f}s"
+        if is_best and record["epoch"] > 1:
+            text += f"  * best {monitored}"
         if not self.quiet:
             self.log(text)
 
-    def _save(self) -> None:
+    def _save(self, name: str = checkpoint.FILENAME) -> None:
         save_checkpoint(
-            self.out / checkpoint.FILENAME,
+            self.out / name,
             self.network,
             self.optimizer,
             self.spec_source,
@@ -321,6 +384,7 @@ class Trainer:
             self.progress,
             self.norm,
             self.classes,
+            self.run_options,
         )
 
     def _check_finite(self, loss: float, x, progress: Progress) -> None:
@@ -407,8 +471,8 @@ def plot_curves(metrics_path: Path, png_path: Path) -> list[str]:
         axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()
-    temporary = png_path.with_name(f".{png_path.name}.tmp.png")
-    figure.savefig(temporary, dpi=100)
-    plt.close(figure)
-    temporary.replace(png_path)
+    try:
+        run_files.write_png(png_path, figure)
+    finally:
+        plt.close(figure)
     return notes

@@ -7,15 +7,17 @@ from .config import JIT
 
 
 @njit(**JIT)
-def softmax_cross_entropy(A, logits_off, dlogits_off, classes, labels, n):
+def softmax_cross_entropy(A, logits_off, dlogits_off, classes, labels, n, smoothing=0.0):
     """Mean cross-entropy of softmax(logits) against integer labels, via log-sum-exp.
 
-    Overwrites dlogits = (softmax - onehot) / n (the gradient of the mean loss) when
-    dlogits_off >= 0. Offsets are per sample (scaled by n), like every arena offset.
+    With label smoothing e the target is (1 - e) * onehot + e / classes (torch's
+    `label_smoothing`). Overwrites dlogits = (softmax - target) / n (the gradient of the mean
+    loss) when dlogits_off >= 0. Offsets are per sample (scaled by n), like every arena offset.
     """
     x, d = logits_off * n, dlogits_off * n
     total = 0.0
     inv_n = 1.0 / n
+    spread = smoothing / classes
     for s in range(n):
         b = x + s * classes
         m = -np.inf
@@ -26,12 +28,15 @@ def softmax_cross_entropy(A, logits_off, dlogits_off, classes, labels, n):
             z += np.exp(A[b + c] - m)
         lse = m + np.log(z)
         y = labels[s]
-        total += lse - A[b + y]
+        total += (1.0 - smoothing) * (lse - A[b + y])
+        if smoothing != 0.0:
+            for c in range(classes):
+                total += spread * (lse - A[b + c])
         if d >= 0:
             g, r = d + s * classes, inv_n / z
             for c in range(classes):
-                A[g + c] = np.exp(A[b + c] - m) * r
-            A[g + y] -= inv_n
+                A[g + c] = np.exp(A[b + c] - m) * r - spread * inv_n
+            A[g + y] -= (1.0 - smoothing) * inv_n
     return total * inv_n
 
 

@@ -145,7 +145,7 @@ def test_a_plain_setting_takes_no_options():
         ("optimizer rmsprop", "train: `optimizer` is one of sgd, adam, adamw"),
         ("optimizer 3", "train: `optimizer` is one of sgd, adam, adamw"),
         ("optimizer", "train: `optimizer` is one of sgd, adam, adamw"),
-        ("schedule linear", "train: `schedule` is one of constant, step, cosine"),
+        ("schedule linear", "train: `schedule` is one of constant, step, cosine, plateau"),
         ("loss mse", "train: `loss` is one of cross_entropy"),
     ],
 )
@@ -307,3 +307,39 @@ def test_cnnc_check_prints_the_located_error_with_a_caret_and_the_fix(tmp_path, 
     assert f"{path}:6:3: error: train: unknown setting `optimzer`" in out
     assert "\n    optimzer sgd\n    ^^^^^^^^^^^^\n" in out
     assert "fix: did you mean `optimizer`?" in out
+
+
+def test_augment_label_smoothing_monitor_early_stop_and_plateau_are_settings():
+    got = settings(
+        "augment crop=2 flip rotate=10 cutout=8 brightness=0.2",
+        "label_smoothing 0.1",
+        "monitor val_acc",
+        "early_stop 4",
+        "schedule plateau gamma=0.5 patience=3",
+    )
+    assert (got["augment_crop"], got["augment_flip"], got["augment_cutout"]) == (2, True, 8)
+    assert (got["augment_rotate"], got["augment_brightness"]) == (10.0, 0.2)
+    assert got["augment_scale"] == 0.0 and got["label_smoothing"] == 0.1
+    assert (got["monitor"], got["early_stop"]) == ("val_acc", 4)
+    assert (got["schedule"], got["gamma"], got["patience"]) == ("plateau", 0.5, 3)
+    TrainConfig(**got)  # every key is a field
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("augment flop", "`augment` takes no `flop`"),
+        ("augment crop", "`crop` needs a value"),
+        ("augment flip=3", "`flip` is a flag"),
+        ("augment crop=1.5", "positive whole number"),
+        ("augment contrast=1.5", "fraction in [0, 1)"),
+        ("augment", "needs at least one of"),
+        ("label_smoothing 1", "fraction in [0, 1)"),
+        ("monitor accuracy", "`monitor` is one of"),
+        ("augment_crop 2", "unknown setting `augment_crop`"),
+    ],
+)
+def test_bad_augment_and_monitor_settings_are_located(line, message):
+    diagnostic = error(line)
+    assert message in diagnostic.message, diagnostic.message
+    assert diagnostic.loc.line == 5

@@ -148,6 +148,7 @@ def test_a_training_checkpoint_holds_weights_buffers_state_and_metadata(tmp_path
     assert meta == json.loads(
         json.dumps(
             {  # JSON: the sums tuple comes back as a list
+                "run": {},  # how the command line named data and limit (none here)
                 "spec_hash": checkpoint.spec_hash(TINY),
                 "network": "tiny",
                 "config": asdict(settings),

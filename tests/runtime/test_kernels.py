@@ -725,6 +725,27 @@ def test_softmax_cross_entropy_is_stable_and_exact():
     close(A[2 * k * n :].reshape(n, k), p / n, "dlogits overwrite")
 
 
+def test_softmax_cross_entropy_with_label_smoothing_matches_torch_and_its_gradient():
+    rng = np.random.default_rng(6)
+    n, k, e = 5, 7, 0.2
+    logits = (rng.standard_normal((n, k)) * 4).astype(np.float32)
+    labels = rng.integers(0, k, n).astype(np.int64)
+    A = np.zeros(2 * k * n, np.float32)
+    A[: k * n] = logits.reshape(-1)
+    value = loss.softmax_cross_entropy(A, 0, k, k, labels, n, e)
+    x = logits.astype(np.float64)
+    log_p = x - (x.max(1) + np.log(np.exp(x - x.max(1, keepdims=True)).sum(1)))[:, None]
+    target = np.full((n, k), e / k)
+    target[np.arange(n), labels] += 1 - e
+    assert abs(value - -(target * log_p).sum(1).mean()) < 1e-6
+    close(A[k * n :].reshape(n, k), (np.exp(log_p) - target) / n, "dlogits")
+    torch = pytest.importorskip("torch")
+    expected = torch.nn.functional.cross_entropy(
+        torch.tensor(x), torch.tensor(labels), label_smoothing=e
+    )
+    assert abs(value - float(expected)) < 1e-6
+
+
 def test_count_correct():
     logits = np.array([[0, 2, 1], [5, 5, 1], [0, 0, 3], [1, 0, 0]], np.float32)
     A = logits.reshape(-1).copy()
