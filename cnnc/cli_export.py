@@ -40,6 +40,10 @@ def spec_weights(checked, weights: str | None) -> tuple[dict, dict]:
     return named, {key: meta[key] for key in ("normalization", "classes") if key in meta}
 
 
+def _identity(channels: int) -> dict:
+    return {"mean": [0.0] * channels, "std": [1.0] * channels}
+
+
 def save_weights(path: str, checked, tensors: dict, meta: dict) -> None:
     """A cnnc checkpoint holding only weights (`param/…`, `buffer/…`): `cnnc eval --weights`,
     `cnnc export --weights` and the exported PyTorch module all read it."""
@@ -55,7 +59,8 @@ def save_weights(path: str, checked, tensors: dict, meta: dict) -> None:
     info = {
         "network": checked.graph.name,
         "spec_hash": checkpoint.spec_hash(checked.graph.source),
-        "normalization": meta.get("normalization"),
+        # untrained weights were fitted to no normalisation: the identity one says so
+        "normalization": meta.get("normalization") or _identity(checked.graph.input_shape[0]),
         "classes": list(meta.get("classes") or []),
     }
     try:

@@ -140,6 +140,7 @@ def cmd_train(args) -> int:
     }
     if args.resume:
         _, meta = checkpoint.load(args.resume)
+        checkpoint.require_training_state(meta, checkpoint.resolve(args.resume))
         settings = {**settings, **meta["config"]}
     config = TrainConfig.merged(settings, overrides)
     dataset = load_data(

@@ -96,6 +96,15 @@ def load(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     return tensors, meta
 
 
+def require_training_state(meta: dict, path) -> None:
+    """A weights-only file (written by `cnnc export`/`cnnc import`) cannot resume a run."""
+    if "progress" not in meta:
+        raise CheckpointError(
+            f"{path}: it holds weights only, no training state, so it cannot resume a run; "
+            "evaluate or export it with --weights instead"
+        )
+
+
 def _no_constant(name: str):
     raise ValueError(f"{name} is not a number")
 

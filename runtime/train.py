@@ -173,6 +173,7 @@ class Trainer:
 
     def resume(self, path) -> None:
         tensors, meta = checkpoint.load(path)
+        checkpoint.require_training_state(meta, path)
         if meta.get("spec_hash") != checkpoint.spec_hash(self.spec_source):
             raise checkpoint.CheckpointError(
                 f"{path}: it was trained from a different spec (the spec's hash differs)"

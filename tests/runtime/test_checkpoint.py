@@ -446,7 +446,8 @@ def without(key: str) -> dict:
     "meta, expected",
     [
         ([1, 2], "is not of type 'object'"),
-        (without("progress"), "'progress' is a required property"),
+        (without("progress"), "'progress' is a dependency of 'config'"),
+        (without("network"), "'network' is a required property"),
         (
             valid_meta(config={"optimizer": "rmsprop"}),
             "`config.optimizer`: 'rmsprop' is not one of",

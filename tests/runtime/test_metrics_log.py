@@ -1,4 +1,4 @@
-"""Tests for cnnc.runtime.metrics_log: a metrics.jsonl with blank, garbage, truncated or foreign lines
+"""Tests for cnnc.runtime.metrics_log: a metrics.jsonl with blank, garbage, truncated or foreign
 gives its good records and names each skipped line; curves are drawn from what is left."""
 
 import json
