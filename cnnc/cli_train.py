@@ -52,7 +52,12 @@ def cmd_train(args) -> int:
             f"training {config.epochs} epochs, batch {config.batch}, {config.optimizer} "
             f"lr {config.lr:g} ({config.schedule}), into {out}/"
         )
+    from cnnc.runtime import executor
+
+    executor.on_compile(None if args.quiet else _compiling())
     trainer = Trainer(args.spec, config, dataset, out, quiet=args.quiet, checked=checked)
+    trainer.network.executor.compile_backward()  # now, under the progress lines, not at 0%
+    executor.on_compile(None)
     if args.resume:
         trainer.resume(args.resume)
         if not args.quiet:
@@ -73,6 +78,22 @@ def cmd_train(args) -> int:
     if args.quiet and "test_acc" in result:
         print(f"test accuracy {result['test_acc']:.4f}")
     return 0
+
+
+def _compiling():
+    """A progress printer for the kernel compilation: silent while kernels load from the cache
+    (milliseconds each); once one takes long, a header and then a line per kernel."""
+    shown = []
+
+    def report(done: int, total: int, name: str, seconds: float) -> None:
+        if not shown and seconds < 0.5:
+            return
+        if not shown:
+            print("compiling kernels for this network (first run only, cached afterwards)")
+            shown.append(True)
+        print(f"  {name} ({done}/{total}) {seconds:.1f} s", flush=True)
+
+    return report
 
 
 def _network_with_weights(spec: str, weights: str, batch: int):
