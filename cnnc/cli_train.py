@@ -55,9 +55,11 @@ def cmd_train(args) -> int:
     from cnnc.runtime import executor
 
     executor.on_compile(None if args.quiet else _compiling())
-    trainer = Trainer(args.spec, config, dataset, out, quiet=args.quiet, checked=checked)
-    trainer.network.executor.compile_backward()  # now, under the progress lines, not at 0%
-    executor.on_compile(None)
+    try:
+        trainer = Trainer(args.spec, config, dataset, out, quiet=args.quiet, checked=checked)
+        trainer.network.executor.compile_backward()  # now, under the progress lines, not at 0%
+    finally:
+        executor.on_compile(None)
     if args.resume:
         trainer.resume(args.resume)
         if not args.quiet:
