@@ -47,29 +47,32 @@ except ImportError:
 
 ROOT = Path(__file__).resolve().parent.parent
 LR = 0.01
-# name, spec, train|infer, batch, target speedup (torch time / cnnc time)
+# name, spec, train|infer, batch, target speedup (torch time / cnnc time); the targets of issue 13
 COMPUTE = [
     ("lenet-train-b1", "lenet5.cnn", "train", 1, 10.0),
-    ("lenet-train-b16", "lenet5.cnn", "train", 16, None),
+    ("lenet-train-b16", "lenet5.cnn", "train", 16, 1.5),
     ("lenet-train-b64", "lenet5.cnn", "train", 64, 3.0),
-    ("lenet-train-b256", "lenet5.cnn", "train", 256, 1.5),
-    ("lenet-infer-b1", "lenet5.cnn", "infer", 1, 5.0),
-    ("lenet-infer-b256", "lenet5.cnn", "infer", 256, None),
-    ("cifar-train-b64", "cifar_net.cnn", "train", 64, 1.0),
-    ("cifar-train-b128", "cifar_net.cnn", "train", 128, None),
-    ("resnet-train-b32", "resnet_cifar.cnn", "train", 32, None),
+    ("lenet-train-b256", "lenet5.cnn", "train", 256, 2.0),
+    ("lenet-infer-b1", "lenet5.cnn", "infer", 1, 10.0),
+    ("lenet-infer-b256", "lenet5.cnn", "infer", 256, 3.0),
+    ("cifar-train-b64", "cifar_net.cnn", "train", 64, 1.5),
+    ("cifar-train-b128", "cifar_net.cnn", "train", 128, 1.5),
+    ("resnet-train-b32", "resnet_cifar.cnn", "train", 32, 1.5),
+    ("mobilenet-train-b64", "bench/specs/mobilenet_cifar.cnn", "train", 64, 1.5),
+    ("unet-train-b8", "unet_small.cnn", "train", 8, 1.5),
 ]
 # name, spec, batch of the first training step, target seconds for cold / warm start
 STARTUP = [
-    ("start-lenet", "lenet5.cnn", 64, 30.0, 1.0),
-    ("start-resnet", "resnet_cifar.cnn", 32, 30.0, 1.0),
+    ("start-lenet", "lenet5.cnn", 64, 10.0, 0.5),
+    ("start-resnet", "resnet_cifar.cnn", 32, 10.0, 0.5),
 ]
 CLI = [("cli-check", "check", 0.5), ("cli-report", "report", None)]
 ALL = ["sgemm"] + [c[0] for c in COMPUTE] + [s[0] for s in STARTUP] + [c[0] for c in CLI]
 
 
 def spec(name: str) -> str:
-    return str(ROOT / "specs" / name)
+    """A zoo spec by file name, or a path from the repository root (bench/specs/...)."""
+    return str(ROOT / name if "/" in name else ROOT / "specs" / name)
 
 
 def stats(values: list[float]) -> dict:
@@ -133,48 +136,106 @@ def fastest_torch(step, args) -> bool:
     return best
 
 
-def compute_case(name, spec_name, mode, batch, target, args) -> dict:
-    checked = check_file(spec(spec_name), verify_expects=False)
+def steps(checked, mode: str, batch: int, sides=("cnnc", "torch")) -> tuple[dict, float | None]:
+    """One step of each side on the same weights and inputs: {side: callable}, and the
+    difference of their results (loss for a classifier, output otherwise). A training step of a
+    net without a class output (the U-Net) backpropagates a fixed random output gradient."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, *checked.graph.input_shape), dtype=np.float32)
-    y = np.arange(batch) % checked.output.shape[0]
-    net = Network(checked, batch, training=(mode == "train"), seed=0)
+    out_shape = tuple(checked.output.shape)
+    classify = len(out_shape) == 1
+    y = np.arange(batch) % out_shape[0]
+    grad = rng.standard_normal((batch, *out_shape), dtype=np.float32)
     fns, check = {}, None
-    if mode == "train":
+    net = Network(checked, batch, training=(mode == "train"), seed=0) if "cnnc" in sides else None
+    if net is not None and mode == "train":
         opt = Optimizer(OptimizerConfig("sgd", LR, 0.9), net.P.size)
 
         def cnnc_step():
-            net.loss_and_grad(x, y)
+            if classify:
+                net.loss_and_grad(x, y)
+            else:
+                net.forward(x, training=True)
+                net.backward(grad)
             opt.step(net.P, net.G, LR)
-    else:
 
-        def cnnc_step():
-            net.forward(x)
+        fns["cnnc"] = cnnc_step
+    elif net is not None:
+        fns["cnnc"] = lambda: net.forward(x)
+    if torch is None or "torch" not in sides:
+        return fns, check
+    tx, ty, tg = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(grad)
+    model = torch_model(checked, net, logits=(mode == "train" and classify))
+    if mode == "train":
+        topt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9, foreach=True)
 
-    fns["cnnc"] = cnnc_step
-    if torch is not None:
-        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-        model = torch_model(checked, net, logits=(mode == "train"))
-        if mode == "train":
-            topt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9, foreach=True)
+        def objective():
+            out = model(tx)
+            return F.cross_entropy(out, ty) if classify else (out * tg).sum()
+
+        if net is not None:
             with torch.no_grad():
-                check = abs(F.cross_entropy(model(tx), ty).item() - net.loss_and_grad(x, y)[0])
+                if classify:
+                    check = abs(objective().item() - net.loss_and_grad(x, y)[0])
+                else:
+                    check = float(np.abs(model(tx).numpy() - net.forward(x, training=True)).max())
 
-            def torch_step():
-                topt.zero_grad(set_to_none=True)
-                F.cross_entropy(model(tx), ty).backward()
-                topt.step()
-        else:
-            model.eval()
+        def torch_step():
+            topt.zero_grad(set_to_none=True)
+            objective().backward()
+            topt.step()
+    else:
+        model.eval()
+        if net is not None:
             with torch.inference_mode():
                 check = float(np.abs(model(tx).numpy() - net.forward(x)).max())
 
-            def torch_step():
-                with torch.inference_mode():
-                    model(tx)
+        def torch_step():
+            with torch.inference_mode():
+                model(tx)
 
-        fns["torch"] = torch_step
-        mkldnn = fastest_torch(torch_step, args)
+    fns["torch"] = torch_step
+    return fns, check
+
+
+def _status_kib(key: str) -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(key + ":"))
+
+
+def rss_child(spec_name: str, mode: str, batch: int, side: str) -> None:
+    """Print the peak resident memory one side's training step adds (bytes), in this process:
+    kernels loaded and libraries warmed at batch 1 first, then the peak-RSS mark reset
+    (/proc/self/clear_refs), then the network, optimizer and data built at `batch` and 3 steps."""
+    checked = check_file(spec(spec_name), verify_expects=False)
+    for _ in range(2):
+        steps(checked, mode, 1, (side,))[0][side]()
+    import gc
+
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")
+    base = _status_kib("VmRSS")
+    fn = steps(checked, mode, batch, (side,))[0][side]
+    for _ in range(3):
+        fn()
+    print((_status_kib("VmHWM") - base) * 1024)
+
+
+def step_memory(spec_name: str, mode: str, batch: int, side: str) -> int | None:
+    """rss_child in a fresh process (peak RSS cannot be measured for one side of a shared one)."""
+    env = {**os.environ, "NUMBA_NUM_THREADS": str(numba.get_num_threads())}
+    argv = [sys.executable, __file__, "--rss-child", spec_name, mode, str(batch), side]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    if done.returncode != 0 or not Path("/proc/self/clear_refs").exists():
+        return None
+    return int(done.stdout.split()[-1])
+
+
+def compute_case(name, spec_name, mode, batch, target, args) -> dict:
+    checked = check_file(spec(spec_name), verify_expects=False)
+    fns, check = steps(checked, mode, batch)
+    if "torch" in fns:
+        mkldnn = fastest_torch(fns["torch"], args)
     before = fork_join()
     times = interleaved(fns, args.repeats, args.block)
     fork_join_s = max(before, fork_join())
@@ -191,8 +252,10 @@ def compute_case(name, spec_name, mode, batch, target, args) -> dict:
         "check_diff": check,
         "fork_join_s": fork_join_s,
     }
-    if torch is not None:
+    if "torch" in fns:
         result["torch_conv"] = "onednn" if mkldnn else "native"
+    if mode == "train":
+        result["rss"] = {side: step_memory(spec_name, mode, batch, side) for side in fns}
     for side, values in times.items():
         result[side] = stats(values)
         result[side]["gflops"] = flops / statistics.median(values) / 1e9
@@ -402,6 +465,7 @@ def report(info: dict, results: list[dict]) -> str:
             "|diff|",
             "fork-join",
             "target",
+            "step RSS cnnc / torch",
         ]
     ]
     for r in (r for r in results if "mode" in r):
@@ -420,14 +484,16 @@ def report(info: dict, results: list[dict]) -> str:
                 f"{r['check_diff']:.1e}" if r["check_diff"] is not None else "-",
                 fmt_time(r["fork_join_s"]),
                 verdict(r["speedup"], r["target_speedup"]) if t else "",
+                _memory(r.get("rss")),
             ]
         )
     if len(rows) > 1:
         out += [
             "",
             "speedup = torch time / cnnc time (medians); |diff| = |loss difference| "
-            "(train) or max |output difference| (infer) on identical weights; fork-join = "
-            "an empty parallel region around the case (ms: the cores were busy)",
+            "(train) or max |output difference| (infer, U-Net) on identical weights; fork-join = "
+            "an empty parallel region around the case (ms: the cores were busy); step RSS = the "
+            "peak resident memory a training step adds (network, optimizer, data; own process)",
             table(rows),
         ]
     rows = [["case", "measure", "seconds", "target"]]
@@ -469,11 +535,26 @@ def report(info: dict, results: list[dict]) -> str:
     return "\n".join(out)
 
 
+def _memory(rss: dict | None) -> str:
+    """'12.3 / 45.6 MB <= ok' (cnnc's step memory against torch's, target cnnc <= torch)."""
+    if not rss or rss.get("cnnc") is None:
+        return ""
+    mb = {side: f"{v / 1e6:.1f}" if v is not None else "-" for side, v in rss.items()}
+    text = f"{mb['cnnc']} / {mb.get('torch', '-')} MB"
+    if rss.get("torch") is not None:
+        text += " ok" if rss["cnnc"] <= rss["torch"] else " MISS"
+    return text
+
+
 def _span(s: dict) -> str:
     return f"{fmt_time(s['median'])} [{fmt_time(s['min'])}-{fmt_time(s['max'])}]"
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--rss-child"]:  # step_memory's child: SPEC MODE BATCH SIDE
+        spec_name, mode, batch, side = sys.argv[2:6]
+        rss_child(spec_name, mode, int(batch), side)
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument(

@@ -40,6 +40,17 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def sgemm_peak(threads: int, repeats: int) -> float:
+    """The best float32 1024 x 1024 matmul rate (GFLOP/s) of numpy's OpenBLAS on `threads`."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((1024, 1024), dtype=np.float32) for _ in range(2))
+    c = np.empty_like(a)
+    with bench.threadpool_limits(threads, user_api="blas"):
+        np.matmul(a, b, out=c)
+        best = min(median_time(lambda: np.matmul(a, b, out=c), 3) for _ in range(repeats // 3 + 1))
+    return 2 * 1024**3 / best / 1e9
+
+
 def cnnc_profile(checked, batch, x, y, repeats):
     net = Network(checked, batch, training=True, seed=0)
     plan, n = net.plan, batch
@@ -128,8 +139,10 @@ def main() -> int:
     y = np.arange(args.batch) % checked.output.shape[0]
     rows, whole, update = cnnc_profile(checked, args.batch, x, y, args.repeats)
     fmt = bench.fmt_time
-    table = [["step", "kind", "forward", "backward", "fwd GFLOP/s", "bwd GFLOP/s"]]
+    peak = sgemm_peak(numba.get_num_threads(), args.repeats)
+    table = [["step", "kind", "forward", "backward", "fwd GFLOP/s", "bwd GFLOP/s", "% peak"]]
     for name, kind, f, b, macs in rows:
+        rate = 6 * macs / (f + b) / 1e9 if macs and b else None
         table.append(
             [
                 name,
@@ -138,11 +151,17 @@ def main() -> int:
                 fmt(b) if b else "-",
                 f"{2 * macs / f / 1e9:.1f}" if macs else "",
                 f"{4 * macs / b / 1e9:.1f}" if macs and b else "",
+                f"{100 * rate / peak:.0f}%" if rate else "",
             ]
         )
     total_f, total_b = sum(r[2] for r in rows), sum(r[3] for r in rows)
-    table.append(["sum", "", fmt(total_f), fmt(total_b), "", ""])
-    print(f"cnnc {checked.graph.name} batch {args.batch}, {numba.get_num_threads()} threads")
+    total_macs = sum(r[4] for r in rows)
+    overall = 6 * total_macs / (total_f + total_b) / 1e9
+    table.append(["sum", "", fmt(total_f), fmt(total_b), "", "", f"{100 * overall / peak:.0f}%"])
+    print(
+        f"cnnc {checked.graph.name} batch {args.batch}, {numba.get_num_threads()} threads; "
+        f"% peak = forward + backward GFLOP/s of the step / sgemm 1024 peak, {peak:.0f} GFLOP/s"
+    )
     print(bench.table(table))
     print(f"loss_and_grad (one call) {fmt(whole)}, optimizer step {fmt(update)}")
     if bench.torch is not None:

@@ -162,9 +162,16 @@ def cmd_train(args) -> int:
             f"training {config.epochs} epochs, batch {config.batch}, {config.optimizer} "
             f"lr {config.lr:g} ({config.schedule}), into {out}/"
         )
-    trainer = Trainer(
-        args.spec, config, dataset, out, quiet=args.quiet, checked=checked, run=run_options
-    )
+    from cnnc.runtime import executor
+
+    executor.on_compile(None if args.quiet else _compiling())
+    try:
+        trainer = Trainer(
+            args.spec, config, dataset, out, quiet=args.quiet, checked=checked, run=run_options
+        )
+        trainer.network.executor.compile_backward()  # now, under the progress lines, not at 0%
+    finally:
+        executor.on_compile(None)
     if not args.quiet and (trainer.augment or config.label_smoothing or trainer.val_set):
         extras = [f"augment {trainer.augment.describe()}"] if trainer.augment else []
         extras += [f"label smoothing {config.label_smoothing:g}"] if config.label_smoothing else []
@@ -260,6 +267,22 @@ def _run_target(args) -> tuple[str, str, str]:
             f"{weights.parent / 'spec.cnn'}: `cnnc eval {weights.parent}` uses it"
         )
     return args.spec, str(weights), warning
+
+
+def _compiling():
+    """A progress printer for the kernel compilation: silent while kernels load from the cache
+    (milliseconds each); once one takes long, a header and then a line per kernel."""
+    shown = []
+
+    def report(done: int, total: int, name: str, seconds: float) -> None:
+        if not shown and seconds < 0.5:
+            return
+        if not shown:
+            print("compiling kernels for this network (first run only, cached afterwards)")
+            shown.append(True)
+        print(f"  {name} ({done}/{total}) {seconds:.1f} s", flush=True)
+
+    return report
 
 
 def _network_with_weights(spec: str, weights: str, batch: int):

@@ -1,30 +1,61 @@
 """The generic executor: loops over a plan's rows, forward and then backward, in compiled code.
 
-It knows no layer kinds: `literal_unroll` over a kernel tuple turns the row's kind index into a
-direct call, so a training step is three calls from Python (forward, the fused loss, backward).
-`for_kinds` compiles one executor per set of kinds, with a do-nothing kernel in the place of every
-kind the set lacks: only the kernels a plan uses are compiled (each compiled entry point
-re-optimises every kernel it reaches, so compiling all of them for LeNet-5 doubled its cold
-start). Each set caches under its own name (see kernels.common.specialise).
+It knows no layer kinds and links no kernel: every row adapter is compiled on its own for the one
+kernel signature (A, P, G, S, W, row, frow, n, training, seed), and the executor calls it through
+a table of native entry addresses indexed by the row's kind, so a training step is three calls
+from Python (forward, the fused loss, backward). The executor itself is compiled once for every
+plan; a plan compiles only the row adapters of the kinds it uses (the others point at a no-op),
+and the backward ones only at its first backward pass. (Calling the kernels directly, through a
+`literal_unroll` over the kernel table, linked every kernel into the step function and the step
+into the loop, and LLVM re-optimised each kernel at every level: two thirds of the cold start.)
 """
 
-import warnings
-from functools import cache
-from typing import NamedTuple
+from __future__ import annotations
 
-from numba import literal_unroll, njit
-from numba.core.errors import NumbaExperimentalFeatureWarning
+import time
+from collections.abc import Callable
+from functools import partial
+
+import numpy as np
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from cnnc.compiler import abi
 from cnnc.compiler.layers import KINDS
 
-from .kernels.common import specialise
 from .kernels.config import JIT
 from .table import BACKWARD, FORWARD
 
-# literal_unroll over the kernel tables types them as first-class functions, which numba flags as
-# experimental at every compile; it is exactly what the dispatch needs, so it is silenced here.
-warnings.filterwarnings("ignore", "First-class function type", NumbaExperimentalFeatureWarning)
+_F32, _I64 = types.float32[::1], types.int64[::1]
+# The row adapters' signature: arenas A, P, G, S, W, the row and float row, n, training, seed.
+KERNEL_ARGS = (_F32, _F32, _F32, _F32, _F32, _I64, types.float64[::1], types.int64,
+               types.boolean, types.int64)  # fmt: skip
+
+
+@intrinsic
+def _call(typingctx, address, A, P, G, S, W, row, frow, n, training, seed):
+    """Call the row adapter whose native entry is at `address` (numba's calling convention, so
+    an exception it raises propagates to the caller)."""
+    given = (A, P, G, S, W, row, frow, n, training, seed)
+    for got, want in zip(given, KERNEL_ARGS, strict=True):
+        if isinstance(want, types.Array) and got != want:
+            return None  # no typing: numba reports the mismatch
+
+    def codegen(context, builder, signature, args):
+        fnty = context.call_conv.get_function_type(types.none, KERNEL_ARGS)
+        callee = builder.inttoptr(args[0], fnty.as_pointer())
+        actual = [
+            context.cast(builder, value, got, want)
+            for value, got, want in zip(args[1:], signature.args[1:], KERNEL_ARGS, strict=True)
+        ]
+        call_conv = context.call_conv
+        status, _ = call_conv.call_function(builder, callee, types.none, KERNEL_ARGS, actual)
+        with cgutils.if_unlikely(builder, status.is_error):
+            context.call_conv.return_status_propagate(builder, status)
+        return context.get_dummy_value()
+
+    return types.none(address, *given), codegen
 
 
 @njit(**JIT)
@@ -32,17 +63,15 @@ def _absent(A, P, G, S, W, row, frow, n, training, seed):
     """Stands in for the kernels of the kinds a plan does not use."""
 
 
-def _step(kind, A, P, G, S, W, row, frow, n, training, seed):
-    index = 0
-    for kernel in literal_unroll(kernels):  # noqa: F821 - bound by specialise
-        if index == kind:
-            kernel(A, P, G, S, W, row, frow, n, training, seed)
-        index += 1  # noqa: SIM113 - numba cannot enumerate a literal_unroll
+@njit(**JIT)
+def _step(table, kind, A, P, G, S, W, row, frow, n, training, seed):
+    _call(table[kind], A, P, G, S, W, row, frow, n, training, seed)
 
 
-def _forward(rows, frows, A, P, G, S, W, n, training, seed):
+@njit(**JIT)
+def _forward(table, rows, frows, A, P, G, S, W, n, training, seed):
     for s in range(rows.shape[0]):
-        forward_step(rows[s, abi.KIND], A, P, G, S, W, rows[s], frows[s], n, training, seed + s)  # noqa: F821
+        _call(table[rows[s, abi.KIND]], A, P, G, S, W, rows[s], frows[s], n, training, seed + s)
 
 
 @njit(**JIT)
@@ -56,36 +85,87 @@ def zero_input_grads(A, row, n):
             A[start : start + size] = 0.0
 
 
-def _backward(rows, frows, A, P, G, S, W, n, training, seed, last):
+@njit(**JIT)
+def _backward(table, rows, frows, A, P, G, S, W, n, training, seed, last):
     """Backward from step `last` down to the first, accumulating into G (zeroed by the caller).
     `training` and `seed` must be those of the forward pass (BN statistics, dropout masks)."""
     for s in range(last, -1, -1):
-        zero_input_grads(A, rows[s], n)
-        backward_step(rows[s, abi.KIND], A, P, G, S, W, rows[s], frows[s], n, training, seed + s)  # noqa: F821
+        row = rows[s]
+        zero_input_grads(A, row, n)
+        _call(table[row[abi.KIND]], A, P, G, S, W, row, frows[s], n, training, seed + s)
 
 
-class Executor(NamedTuple):
-    forward: object  # (rows, frows, A, P, G, S, W, n, training, seed)
-    backward: object  # (rows, frows, A, P, G, S, W, n, training, seed, last)
-    forward_step: object  # (kind, A, P, G, S, W, row, frow, n, training, seed)
-    backward_step: object
+# Progress of the kernel compilation: (kernels done, kernels in all, "CONV forward", seconds it
+# took). A cache hit takes milliseconds; a compile seconds, which is how a caller tells them apart.
+Progress = Callable[[int, int, str, float], None]
+_progress: list[Progress] = []
 
 
-@cache
+def on_compile(progress: Progress | None) -> None:
+    """Report every later kernel compilation (or cache load) to `progress` (None: stop)."""
+    _progress[:] = [progress] if progress else []
+
+
+def _entry(kernel) -> int:
+    """The native entry address of `kernel` compiled for KERNEL_ARGS (from the cache if there)."""
+    kernel.compile(KERNEL_ARGS)
+    compiled = kernel.overloads[KERNEL_ARGS]
+    return compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
+
+
+_entries: dict[object, int] = {}
+
+
+def _table(kernels, used: list[bool], label: str) -> np.ndarray:
+    """Entry addresses per kind index: the kernel for a used kind, the no-op for the others."""
+    names = [kind.name for kind in KINDS]
+    todo = [i for i, u in enumerate(used) if u and kernels[i] not in _entries]
+    for done, i in enumerate(todo, 1):
+        start = time.perf_counter()
+        _entries[kernels[i]] = _entry(kernels[i])
+        for report in _progress:
+            report(done, len(todo), f"{names[i]} {label}", time.perf_counter() - start)
+    absent = _entries.get(_absent) or _entries.setdefault(_absent, _entry(_absent))
+    return np.array([_entries[k] if u else absent for k, u in zip(kernels, used, strict=True)],
+                    np.int64)  # fmt: skip
+
+
+class Executor:
+    """forward(rows, frows, A, P, G, S, W, n, training, seed); backward(..., last);
+    forward_step(kind, A, P, G, S, W, row, frow, n, training, seed); backward_step(...).
+    The backward kernels are compiled at the first use of backward or backward_step."""
+
+    def __init__(self, used: list[bool]):
+        self._used = used
+        table = _table(FORWARD, used, "forward")
+        self.forward = partial(_forward, table)
+        self.forward_step = partial(_step, table)
+        self._backward_table = None
+
+    def _backward_kernels(self) -> np.ndarray:
+        if self._backward_table is None:
+            self._backward_table = _table(BACKWARD, self._used, "backward")
+        return self._backward_table
+
+    def backward(self, *args):
+        return _backward(self._backward_kernels(), *args)
+
+    def backward_step(self, *args):
+        return _step(self._backward_kernels(), *args)
+
+    def compile_backward(self) -> None:
+        """Compile (or load) the backward kernels now rather than at the first backward pass."""
+        self._backward_kernels()
+
+
+_executors: dict[frozenset, Executor] = {}
+
+
 def for_kinds(kinds: frozenset[str]) -> Executor:
-    """The executor of plans whose steps are of these kinds (compiled on first call)."""
-    used = [kind.name in kinds for kind in KINDS]
-    tag = format(sum(1 << i for i, u in enumerate(used) if u), "x")
-    forwards = tuple(f if u else _absent for f, u in zip(FORWARD, used, strict=True))
-    backwards = tuple(b if u else _absent for b, u in zip(BACKWARD, used, strict=True))
-    forward_step = specialise(_step, f"forward_step_{tag}", kernels=forwards)
-    backward_step = specialise(_step, f"backward_step_{tag}", kernels=backwards)
-    return Executor(
-        specialise(_forward, f"forward_{tag}", forward_step=forward_step),
-        specialise(_backward, f"backward_{tag}", backward_step=backward_step),
-        forward_step,
-        backward_step,
-    )
+    """The executor of plans whose steps are of these kinds (kernels compiled on first call)."""
+    if kinds not in _executors:
+        _executors[kinds] = Executor([kind.name in kinds for kind in KINDS])
+    return _executors[kinds]
 
 
 def for_plan(plan) -> Executor:
