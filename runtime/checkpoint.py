@@ -119,7 +119,7 @@ def _finite(text: str) -> float:
 @functools.cache
 def meta_schema() -> dict:
     """The shipped schema, with any TrainConfig field it does not list typed from its default."""
-    from cnnc.compiler.training import TrainConfig
+    from cnnc.compiler.training import CHOICES, TrainConfig
 
     text = files("cnnc.compiler").joinpath("schemas/checkpoint.schema.json").read_text()
     schema = json.loads(text)
@@ -136,6 +136,9 @@ def meta_schema() -> dict:
     for name in list(config):
         if name not in {f.name for f in fields(TrainConfig)}:
             del config[name]
+    for name, options in CHOICES.items():  # one list of choices: the spec's train section's
+        if name in config:
+            config[name] = {"enum": list(options)}
     return schema
 
 
