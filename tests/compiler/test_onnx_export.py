@@ -49,7 +49,8 @@ def exported(name: str):
 
 
 def inferred_shapes(model) -> dict[str, tuple]:
-    inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True,
+                                                 data_prop=True)  # sizes read with Shape
     shapes = {}
     for info in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
         dims = info.type.tensor_type.shape.dim
@@ -104,14 +105,15 @@ def test_initial_weights_are_the_runtime_initialisation():
 
 
 def branchy() -> dict[str, str]:
-    """test_network's branchy graphs (every kind and option the zoo lacks, mostly)."""
+    """test_network's branchy graphs (every kind and option the zoo lacks, mostly) and its
+    modern blocks (gates, LN, SCALE, DROPPATH, PRELU, the new activations, SLICE, SHUFFLE)."""
     import importlib.util
 
     path = Path(__file__).parents[1] / "runtime" / "test_network.py"
     spec = importlib.util.spec_from_file_location("network_cases", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.BRANCHY
+    return {**module.BRANCHY, "modern": module.MODERN}
 
 
 def _runtime_cases():
