@@ -182,3 +182,38 @@ def test_import_of_a_damaged_file_is_a_usage_error(capsys, tmp_path):
     code = main(["import", str(tmp_path / "bad.onnx"), "-o", str(tmp_path / "x.cnn")])
     assert code == 2 and "not a readable ONNX model" in capsys.readouterr().err
     assert not (tmp_path / "x.cnn").exists()
+
+
+# specs whose exports use today's operators, and test_network's modern blocks and resizes
+COMPUTED_AGAIN = ["tiny_efficientnet", "mobilenet_v3_small", "shufflenet_v2_x1_0", "regnet_y_400mf"]
+SMALL_CASES = ["branchy_modern", "branchy_resize_adaptive_dilated_four_sided"]
+
+
+@pytest.mark.parametrize("name", COMPUTED_AGAIN + SMALL_CASES)
+def test_reexport_of_the_import_computes_what_the_export_computes(name):
+    """onnxruntime on export(spec) and on export(import(export(spec))): the imported layers mean
+    what the exported operators meant (GELU's form, align_corners, SHUFFLE's groups ...)."""
+    ort = pytest.importorskip("onnxruntime")
+    from test_onnx_export import RUNTIME_CASES
+
+    from cnnc.compiler import weights as initial_weights
+    from cnnc.compiler.check import check
+    from cnnc.compiler.expand import expand
+    from cnnc.compiler.onnx_export import to_onnx
+    from cnnc.compiler.syntax import parse
+
+    if name in COMPUTED_AGAIN:
+        checked, weights, model = _checked(name)
+    else:
+        checked = check(expand(parse(RUNTIME_CASES[name])), verify_expects=False)
+        weights = initial_weights.initial(checked, seed=5)
+        model = to_onnx(checked, weights)
+    imported = import_model(model, f"{name}.onnx")
+    again = to_onnx(imported.checked, imported.weights)
+    x = np.random.default_rng(1).standard_normal((2, *checked.graph.input_shape), np.float32)
+
+    def run(m):
+        session = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        return session.run(None, {"input": x})[0]
+
+    np.testing.assert_allclose(run(again), run(model), rtol=1e-5, atol=1e-6)
