@@ -825,8 +825,8 @@ IMPORTERS = {
     "Slice": slice_,
     "Unsqueeze": unsqueeze,
     "Shape": shape_of,
-    "Pow": lambda imp, node: _gelu(imp, node) or imp.fail(
-        node, "a power other than inside a GELU (its tanh form)"
+    "Pow": lambda imp, node: (
+        _gelu(imp, node) or imp.fail(node, "a power other than inside a GELU (its tanh form)")
     ),
     "Softmax": softmax,
     "LRN": lrn,
@@ -920,11 +920,7 @@ def write_spec(layers: list[Layer], output: int, name: str, shape, header: str) 
         current = index
         later = readers.get(index, [])
         following = order[position + 1] if position + 1 < len(order) else None
-        chained = (
-            len(later) == 1
-            and later[0] == following
-            and len(layers[following].inputs) == 1
-        )
+        chained = len(later) == 1 and later[0] == following and len(layers[following].inputs) == 1
         if later and not chained:
             chain.append(f" -> {name_of(index)}")
     close()
