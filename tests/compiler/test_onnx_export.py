@@ -89,6 +89,12 @@ def test_even_lrn_is_refused_by_name():
         to_onnx(checked, initial_weights.initial(checked))
 
 
+def test_adaptive_pool_with_unequal_windows_is_refused_by_name():
+    checked = check(expand(parse("input 4x5x5\nPOOL avg adaptive 3x3")))
+    with pytest.raises(ExportError, match="pool1: adaptive POOL 3x3 of a 5x5 input"):
+        to_onnx(checked, initial_weights.initial(checked))
+
+
 def test_initial_weights_are_the_runtime_initialisation():
     from cnnc.runtime.network import Network
 
