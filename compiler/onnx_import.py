@@ -180,6 +180,7 @@ class _Importer:
         self.g = graph
         self.layers: list[Layer] = []
         self.source: dict[str, int] = {graph.input: -1}  # ONNX tensor -> layer index
+        self.sizes: dict[str, int] = {}  # a Shape's output -> the layer whose size it reads
 
     def fail(self, node, why: str):
         raise ImportError_(f"{self.g.path}: node `{node.name or node.output[0]}` ({node.op_type}): "
@@ -230,20 +231,37 @@ def _windows(imp: _Importer, node, in_shape, kernel, *, ceil_ok: bool):
         pads = list(a.get("pads", [0, 0, 0, 0]))
     ceil = bool(a.get("ceil_mode", 0))
     begin, end = pads[:2], pads[2:]
+    if begin != end and not _ceil_padding(in_shape, kernel, stride, begin, end, ceil_ok, ceil):
+        if ceil:
+            imp.fail(node, f"asymmetric padding {pads} (top, left, bottom, right) with ceil_mode "
+                           "has no cnnc form")  # fmt: skip
+        return stride, pads, dil, False  # four-sided: pad=TxLxBxR
     if begin != end:
-        if not ceil_ok or ceil or any(e < b for b, e in zip(begin, end, strict=True)):
-            imp.fail(node, f"asymmetric padding {pads} (top, left, bottom, right) has no cnnc form")
-        for i in range(2):  # the end padding must be exactly what ceil mode adds
-            size, k, s, p = in_shape[2 + i], kernel[i], stride[i], begin[i]
-            floor_out = (size + 2 * p - k) // s + 1
-            wanted = (size + p + end[i] - k) // s + 1
-            ceil_out = -(-(size + 2 * p - k) // s) + 1
-            if ceil_out - 1 >= 0 and (ceil_out - 1) * s >= size + p:
-                ceil_out -= 1
-            if wanted not in (floor_out, ceil_out) or (wanted != floor_out and end[i] - p >= s):
-                imp.fail(node, f"asymmetric padding {pads} has no cnnc form")
         ceil = True
     return stride, begin, dil, ceil
+
+
+def _ceil_padding(in_shape, kernel, stride, begin, end, ceil_ok: bool, ceil: bool) -> bool:
+    """The end padding is exactly what ceil mode adds (the last window completed)."""
+    if not ceil_ok or ceil or any(e < b for b, e in zip(begin, end, strict=True)):
+        return False
+    for i in range(2):
+        size, k, s, p = in_shape[2 + i], kernel[i], stride[i], begin[i]
+        floor_out = (size + 2 * p - k) // s + 1
+        wanted = (size + p + end[i] - k) // s + 1
+        ceil_out = -(-(size + 2 * p - k) // s) + 1
+        if ceil_out - 1 >= 0 and (ceil_out - 1) * s >= size + p:
+            ceil_out -= 1
+        if wanted not in (floor_out, ceil_out) or (wanted != floor_out and end[i] - p >= s):
+            return False
+    return True
+
+
+def _pads_arg(pads) -> str:
+    """p1, p1x2, or four sides (top, left, bottom, right) as pad=TxLxBxR."""
+    if len(pads) == 4:
+        return "pad=" + "x".join(map(str, pads))
+    return f"p{_pair(pads)}"
 
 
 def conv(imp: _Importer, node) -> None:
@@ -260,7 +278,7 @@ def conv(imp: _Importer, node) -> None:
     filters = weight.shape[1] * groups if transposed else weight.shape[0]
     args = [f"{filters}@{kernel[0]}x{kernel[1]}"]
     args += [f"s{_pair(stride)}"] if stride != [1, 1] else []
-    args += [f"p{_pair(pads)}"] if pads != [0, 0] else []
+    args += [_pads_arg(pads)] if any(pads) else []
     if transposed:
         outpad = list(a.get("output_padding", [0, 0]))
         args += [f"op{_pair(outpad)}"] if outpad != [0, 0] else []
@@ -285,8 +303,9 @@ def pool(imp: _Importer, node) -> None:
         mode = "max" if "Max" in node.op_type else "avg"
         imp.add(node, "POOL", [mode, "global"], [imp.input_of(node)])
         return
-    if any(d != 1 for d in a.get("dilations", [1, 1])):
-        imp.fail(node, "dilated pooling has no cnnc form")
+    dilation = list(a.get("dilations", [1, 1]))
+    if node.op_type != "MaxPool" and any(d != 1 for d in dilation):
+        imp.fail(node, "dilated average pooling has no cnnc form")
     in_shape = imp.g.shape(node.input[0], node)
     kernel = list(a["kernel_shape"])
     out_shape = imp.g.shapes.get(node.output[0], ())
@@ -312,13 +331,14 @@ def pool(imp: _Importer, node) -> None:
         area = imp.g.constants.get(other[0]) if other else None
         if area is not None and area.size == 1 and float(area) == kernel[0] * kernel[1]:
             mode, node = "sum", follow[0]  # AveragePool * area is the sum over each window
-    if mode == "avg" and ceil and not count_pad and pads == [0, 0]:
+    if mode == "avg" and ceil and not count_pad and not any(pads):
         count_pad = True  # without padding both divisors are the same: keep the default spelling
     args = [mode, "x".join(map(str, kernel))]
     args += [f"s{_pair(stride)}"] if stride != kernel else []
-    args += [f"p{_pair(pads)}"] if pads != [0, 0] else []
+    args += [_pads_arg(pads)] if any(pads) else []
+    args += [f"d{_pair(dilation)}"] if dilation != [1, 1] else []
     args += ["ceil"] if ceil else []
-    args += ["exclude_pad"] if mode == "avg" and not count_pad and pads != [0, 0] else []
+    args += ["exclude_pad"] if mode == "avg" and not count_pad and any(pads) else []
     imp.add(node, "POOL", args, [source])
 
 
@@ -384,11 +404,17 @@ def add_or_mul(imp: _Importer, node) -> None:
     if node.op_type in ("Add", "Sum") and len(sources) == len(node.input) >= 2:
         imp.add(node, "ADD", [], [imp.source[n] for n in node.input])
         return
+    if node.op_type == "Mul" and len(sources) == len(node.input) == 2:
+        imp.add(node, "MUL", [], [imp.source[n] for n in node.input])
+        return
+    if node.op_type == "Mul" and _gelu(imp, node):
+        return
     if node.op_type == "Sum" and len(sources) == 1 and len(node.input) == 1:
         imp.alias(node)
         return
     index = imp.source[sources[0]] if len(sources) == 1 else None
     value = _channel_constant(imp, node, index) if index is not None else None
+    per_channel = value
     if value is not None and index >= 0 and imp.only_consumer(index):
         layer = imp.layers[index]
         if layer.kind == "BN" and node.op_type == "Mul":
@@ -405,6 +431,9 @@ def add_or_mul(imp: _Importer, node) -> None:
             layer.output = node.output[0]
             imp.source[node.output[0]] = index
             return
+    if per_channel is not None and node.op_type == "Mul":  # a learned factor per channel
+        imp.add(node, "SCALE", [], [index], weight=per_channel.copy())
+        return
     imp.fail(
         node,
         "an elementwise operation with a constant has no cnnc layer, unless it is a "
@@ -481,6 +510,9 @@ def resize(imp: _Importer, node) -> None:
 
     a = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in _attrs(node).items()}
     in_shape = imp.g.shape(node.input[0], node)
+    if a.get("mode") == "linear" or node.input[3:4] and node.input[3] in imp.sizes:
+        _resize_bilinear(imp, node, a, in_shape)
+        return
     if node.op_type == "Upsample":
         scales = a.get("scales") or imp.g.constant(node, 1, "scales")
         transform, rounding = "asymmetric", "floor"
@@ -500,6 +532,35 @@ def resize(imp: _Importer, node) -> None:
         imp.fail(node, f"{a.get('mode', 'nearest')} resize by {scales} ({transform}, {rounding}); "
                        "cnnc's UPSAMPLE is nearest by whole factors")  # fmt: skip
     imp.add(node, "UPSAMPLE", [_pair(int(s) for s in scales[2:])], [imp.input_of(node)])
+
+
+def _resize_bilinear(imp: _Importer, node, a: dict, in_shape) -> None:
+    """Bilinear by whole factors, or to the size of the tensor a Shape read; and the nearest
+    resize to another tensor's size."""
+    import numpy as np
+
+    transform = a.get("coordinate_transformation_mode", "half_pixel")
+    mode = "bilinear" if a.get("mode") == "linear" else "nearest"
+    corners = transform == "align_corners"
+    wanted = {"bilinear": ("half_pixel", "pytorch_half_pixel", "align_corners"),
+              "nearest": ("asymmetric",)}[mode]  # fmt: skip
+    if transform not in wanted or (mode == "nearest" and a.get("nearest_mode") != "floor"):
+        imp.fail(node, f"{a.get('mode')} resize with {transform} coordinates has no cnnc form")
+    args = [mode] if mode == "bilinear" else []
+    args += ["align_corners"] if corners else []
+    if len(node.input) > 3 and node.input[3] in imp.sizes:
+        imp.add(node, "UPSAMPLE", args, [imp.input_of(node), imp.sizes[node.input[3]]])
+        return
+    scales = imp.g.constants.get(node.input[2]) if len(node.input) > 2 else None
+    if scales is None or np.size(scales) == 0:
+        out = imp.g.shapes.get(node.output[0], ())
+        scales = [o / i for o, i in zip(out, in_shape, strict=True)] if out else []
+    scales = [float(v) for v in np.asarray(scales).reshape(-1)]
+    if len(scales) != 4 or scales[:2] != [1.0, 1.0] or any(v != int(v) or v < 1
+                                                           for v in scales[2:]):  # fmt: skip
+        imp.fail(node, f"bilinear resize by {scales}; cnnc's is by whole factors or to the "
+                       "size of another tensor")  # fmt: skip
+    imp.add(node, "UPSAMPLE", [*args, _pair(int(v) for v in scales[2:])], [imp.input_of(node)])
 
 
 def lrn(imp: _Importer, node) -> None:
@@ -532,6 +593,213 @@ def _unary(kind: str, **options):
     return read
 
 
+# ---- the patterns today's exporters write (compiler/onnx_export.py) ------------------------------
+
+
+def _only_next(imp: _Importer, tensor: str, op: str):
+    """The one node reading `tensor`, if it is an `op` and `tensor` is no graph output."""
+    follow = imp.g.consumers.get(tensor, [])
+    graph_out = any(o.name == tensor for o in imp.g.model.graph.output)
+    if len(follow) == 1 and follow[0].op_type == op and not graph_out:
+        return follow[0]
+    return None
+
+
+def _claim(imp: _Importer, index: int, *nodes) -> None:
+    """Nodes folded into layer `index`: the loop skips them; the last one's output is its."""
+    for node in nodes:
+        imp.source[node.output[0]] = index
+    imp.layers[index].output = nodes[-1].output[0]
+
+
+def _scalar(imp: _Importer, node, value: float) -> bool:
+    """One input of `node` is the constant `value` (to float32 precision)."""
+    import numpy as np
+
+    for name in node.input:
+        constant = imp.g.constants.get(name)
+        if constant is not None and np.size(constant) == 1:
+            return abs(float(np.asarray(constant).reshape(())) - value) <= 1e-6 * max(1, abs(value))
+    return False
+
+
+def _other(node, name: str) -> str | None:
+    others = [n for n in node.input if n != name]
+    return others[0] if len(others) == 1 else None
+
+
+def _gelu(imp: _Importer, node) -> bool:
+    """x/2 (1 + erf(x/sqrt 2)) or x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), from the node
+    that first reads x (the Mul by 1/sqrt 2, or the Pow by 3); True if it matched."""
+    import math
+
+    x = next((n for n in node.input if n in imp.source), None)
+    if x is None:
+        return False
+    chain = [node]
+    if node.op_type == "Pow" and _scalar(imp, node, 3.0):
+        cx3 = _only_next(imp, node.output[0], "Mul")
+        inner = cx3 and _scalar(imp, cx3, 0.044715) and _only_next(imp, cx3.output[0], "Add")
+        scaled = inner and x in inner.input and _only_next(imp, inner.output[0], "Mul")
+        ok = scaled and _scalar(imp, scaled, math.sqrt(2 / math.pi))
+        curve = ok and _only_next(imp, scaled.output[0], "Tanh")
+        chain += [cx3, inner, scaled, curve] if curve else []
+        tanh = True
+    elif node.op_type == "Mul" and _scalar(imp, node, 1 / math.sqrt(2)):
+        curve = _only_next(imp, node.output[0], "Erf")
+        chain += [curve] if curve else []
+        tanh = False
+    else:
+        return False
+    if not curve:
+        return False
+    shifted = _only_next(imp, curve.output[0], "Add")
+    last = shifted and _scalar(imp, shifted, 1.0) and _only_next(imp, shifted.output[0], "Mul")
+    half_name = last and _other(last, shifted.output[0])
+    half = next((n for n in imp.g.nodes if half_name and n.output[0] == half_name), None)
+    if not (half and half.op_type == "Mul" and x in half.input and _scalar(imp, half, 0.5)):
+        return False
+    imp.add(node, "GELU", ["tanh"] if tanh else [], [imp.source[x]])
+    _claim(imp, len(imp.layers) - 1, *chain, shifted, half, last)
+    return True
+
+
+def sigmoid(imp: _Importer, node) -> None:
+    """SIGMOID, or SILU when the only reader multiplies it by its own input."""
+    x = node.input[0]
+    gate = _only_next(imp, node.output[0], "Mul")
+    if gate is not None and sorted(gate.input) == sorted([x, node.output[0]]):
+        imp.add(node, "SILU", [], [imp.input_of(node)])
+        _claim(imp, len(imp.layers) - 1, node, gate)
+        return
+    imp.add(node, "SIGMOID", [], [imp.input_of(node)])
+
+
+def hard_sigmoid(imp: _Importer, node) -> None:
+    a = _attrs(node)
+    alpha, beta = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
+    if abs(alpha - 1 / 6) > 1e-6 or abs(beta - 0.5) > 1e-6:
+        imp.fail(node, f"HardSigmoid alpha={alpha:g} beta={beta:g}; cnnc's HSIGMOID is "
+                       "PyTorch's (alpha=1/6, beta=0.5)")  # fmt: skip
+    imp.add(node, "HSIGMOID", [], [imp.input_of(node)])
+
+
+def _per_channel_weight(imp: _Importer, node, position: int, what: str):
+    import numpy as np
+
+    value = np.asarray(imp.g.constant(node, position, what), np.float32)
+    channels = imp.g.shape(node.input[0], node)[1]
+    if value.size != channels or (value.ndim > 1 and value.shape[0] != channels):
+        imp.fail(node, f"a {what} of shape {value.shape}; cnnc's is one per channel ({channels})")
+    return value.reshape(-1).copy()
+
+
+def prelu(imp: _Importer, node) -> None:
+    weight = _per_channel_weight(imp, node, 1, "slope")
+    imp.add(node, "PRELU", [], [imp.input_of(node)], weight=weight)
+
+
+def layer_norm(imp: _Importer, node, source=None) -> None:
+    """LN of a flat vector (over its features), or, between the two transposes, of each pixel."""
+    import numpy as np
+
+    a = _attrs(node)
+    rank = len(imp.g.shape(node.input[0], node))
+    axis = int(a.get("axis", -1))
+    if axis not in (-1, rank - 1) or (source is None and rank != 2):
+        imp.fail(node, f"LayerNormalization over axes {axis}.. of a rank-{rank} tensor; cnnc's LN "
+                       "normalises the channels of each pixel")  # fmt: skip
+    weights = {"weight": np.asarray(imp.g.constant(node, 1, "scale"), np.float32).reshape(-1)}
+    if len(node.input) > 2 and node.input[2]:
+        weights["bias"] = np.asarray(imp.g.constant(node, 2, "bias"), np.float32).reshape(-1)
+    else:
+        weights["bias"] = np.zeros_like(weights["weight"])
+    eps = float(a.get("epsilon", 1e-5))
+    args = [f"eps={eps:g}"] if abs(eps - 1e-5) > 1e-12 else []
+    inputs = [imp.input_of(node) if source is None else source]
+    imp.add(node, "LN", args, inputs, **weights)
+
+
+def transpose(imp: _Importer, node) -> None:
+    """Channels-last, LayerNormalization, channels-first again: LN over each pixel's channels."""
+    perm = list(_attrs(node).get("perm", []))
+    norm = _only_next(imp, node.output[0], "LayerNormalization")
+    back = norm and _only_next(imp, norm.output[0], "Transpose")
+    if perm == [0, 2, 3, 1] and back and list(_attrs(back).get("perm", [])) == [0, 3, 1, 2]:
+        layer_norm(imp, norm, source=imp.input_of(node))
+        _claim(imp, len(imp.layers) - 1, node, norm, back)
+        return
+    imp.fail(node, f"a transpose {perm} other than around a LayerNormalization (LN) or inside a "
+                   "channel shuffle")  # fmt: skip
+
+
+def reshape(imp: _Importer, node) -> None:
+    """A channel shuffle (Reshape to (N, g, C/g, ...), swap the two group axes, Reshape back),
+    else a flatten."""
+    shape = imp.g.shape(node.input[0], node)
+    grouped = imp.g.shapes.get(node.output[0])
+    swap = _only_next(imp, node.output[0], "Transpose")
+    back = swap and _only_next(imp, swap.output[0], "Reshape")
+    if back and grouped and len(grouped) == len(shape) + 1:
+        perm = list(_attrs(swap).get("perm", []))
+        groups, per_group = grouped[1], grouped[2]
+        if (
+            perm == [0, 2, 1, *range(3, len(grouped))]
+            and groups * per_group == shape[1]
+            and tuple(grouped[3:]) == tuple(shape[2:])
+            and tuple(imp.g.shapes.get(back.output[0], ())[1:]) == tuple(shape[1:])
+        ):
+            imp.add(node, "SHUFFLE", [str(groups)], [imp.input_of(node)])
+            _claim(imp, len(imp.layers) - 1, node, swap, back)
+            return
+    flatten(imp, node)
+
+
+def slice_(imp: _Importer, node) -> None:
+    import numpy as np
+
+    shape = imp.g.shape(node.input[0], node)
+    starts, ends = (np.asarray(imp.g.constant(node, i, w)).reshape(-1) for i, w in
+                    ((1, "starts"), (2, "ends")))  # fmt: skip
+    axes = np.asarray(imp.g.constant(node, 3, "axes")).reshape(-1) if len(node.input) > 3 else [0]
+    steps = np.asarray(imp.g.constant(node, 4, "steps")).reshape(-1) if len(node.input) > 4 else [1]
+    axes = [int(a) + len(shape) if int(a) < 0 else int(a) for a in axes]
+    if axes != [1] or [int(s) for s in steps] != [1]:
+        imp.fail(node, f"a slice along axes {axes} with steps {list(steps)}; cnnc's SLICE takes "
+                       "a run of channels")  # fmt: skip
+    c = shape[1]
+    start, stop = (int(v) + c if int(v) < 0 else int(v) for v in (starts[0], ends[0]))
+    start, stop = max(0, min(start, c)), max(0, min(stop, c))
+    args = [f"from={start}"] if start else []
+    args += [f"to={stop}"] if stop != c else []
+    imp.add(node, "SLICE", args, [imp.input_of(node)])
+
+
+def unsqueeze(imp: _Importer, node) -> None:
+    """A flat gate seen as (N, C, 1, 1) for a Mul: cnnc's MUL takes the flat gate itself."""
+    import numpy as np
+
+    axes = [int(a) for a in np.asarray(imp.g.constant(node, 1, "axes")).reshape(-1)]
+    follow = imp.g.consumers.get(node.output[0], [])
+    rank = len(imp.g.shape(node.input[0], node))
+    if rank == 2 and axes == [2, 3] and follow and all(n.op_type == "Mul" for n in follow):
+        imp.alias(node)
+        return
+    imp.fail(node, "an unsqueeze other than of a flat gate for a Mul")
+
+
+def shape_of(imp: _Importer, node) -> None:
+    """The height and width of a tensor, read by a Resize to that size: UPSAMPLE(y, x)."""
+    a = _attrs(node)
+    follow = imp.g.consumers.get(node.output[0], [])
+    if (a.get("start") == 2 and a.get("end") is None and follow
+            and all(n.op_type == "Resize" and list(n.input[3:4]) == [node.output[0]]
+                    for n in follow)):  # fmt: skip
+        imp.sizes[node.output[0]] = imp.input_of(node)
+        return
+    imp.fail(node, "shape arithmetic other than a Resize to another tensor's height and width")
+
+
 IMPORTERS = {
     "Conv": conv,
     "ConvTranspose": conv,
@@ -547,12 +815,24 @@ IMPORTERS = {
     "LeakyRelu": _unary("LEAKYRELU", slope=("alpha", 0.01)),
     "Elu": _unary("ELU", alpha=("alpha", 1.0)),
     "Tanh": _unary("TANH"),
-    "Sigmoid": _unary("SIGMOID"),
+    "Sigmoid": sigmoid,
+    "HardSwish": _unary("HSWISH"),
+    "HardSigmoid": hard_sigmoid,
+    "Mish": _unary("MISH"),
+    "PRelu": prelu,
+    "LayerNormalization": layer_norm,
+    "Transpose": transpose,
+    "Slice": slice_,
+    "Unsqueeze": unsqueeze,
+    "Shape": shape_of,
+    "Pow": lambda imp, node: (
+        _gelu(imp, node) or imp.fail(node, "a power other than inside a GELU (its tanh form)")
+    ),
     "Softmax": softmax,
     "LRN": lrn,
     "Dropout": dropout,
     "Flatten": flatten,
-    "Reshape": flatten,
+    "Reshape": reshape,
     "Resize": resize,
     "Upsample": resize,
     "Add": add_or_mul,
@@ -624,10 +904,11 @@ def write_spec(layers: list[Layer], output: int, name: str, shape, header: str) 
     for position, index in enumerate(order):
         layer = layers[index]
         text = " ".join([layer.kind, *layer.args])
-        merge = layer.kind in ("ADD", "CONCAT")
+        merge = len(layer.inputs) > 1  # ADD, CONCAT, MUL, UPSAMPLE(y, x): named branches
         if merge:
             close()
-            chain.append(f"{layer.kind}({', '.join(name_of(i) for i in layer.inputs)})")
+            branches = f"{layer.kind}({', '.join(name_of(i) for i in layer.inputs)})"
+            chain.append(" ".join([branches, *layer.args]))
         elif chain and layer.inputs[0] == current:
             joint = "\n  -> " if layer.kind in BREAK_BEFORE else " -> "
             chain.append(joint + text)
@@ -639,11 +920,7 @@ def write_spec(layers: list[Layer], output: int, name: str, shape, header: str) 
         current = index
         later = readers.get(index, [])
         following = order[position + 1] if position + 1 < len(order) else None
-        chained = (
-            len(later) == 1
-            and later[0] == following
-            and layers[following].kind not in ("ADD", "CONCAT")
-        )
+        chained = len(later) == 1 and later[0] == following and len(layers[following].inputs) == 1
         if later and not chained:
             chain.append(f" -> {name_of(index)}")
     close()

@@ -562,5 +562,5 @@ def test_todays_layers_count_as_their_torch_twins(text):
     ...): activations, LN and SCALE have no MACs."""
     from cnnc.runtime import to_torch
 
-    found = layer(text, "4x5x6")
-    assert ours(text, 4, 5, 6) == theirs(lambda: to_torch._module(found, [(4, 5, 6)]), 4, 5, 6)
+    one_layer = checked(text, "4x5x6")  # the twin module of the spec holds just this layer
+    assert ours(text, 4, 5, 6) == theirs(lambda: to_torch.build(one_layer), 4, 5, 6)

@@ -49,7 +49,8 @@ def exported(name: str):
 
 
 def inferred_shapes(model) -> dict[str, tuple]:
-    inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True,
+                                                 data_prop=True)  # sizes read with Shape
     shapes = {}
     for info in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
         dims = info.type.tensor_type.shape.dim
@@ -88,6 +89,12 @@ def test_even_lrn_is_refused_by_name():
         to_onnx(checked, initial_weights.initial(checked))
 
 
+def test_adaptive_pool_with_unequal_windows_is_refused_by_name():
+    checked = check(expand(parse("input 4x5x5\nPOOL avg adaptive 3x3")))
+    with pytest.raises(ExportError, match="pool1: adaptive POOL 3x3 of a 5x5 input"):
+        to_onnx(checked, initial_weights.initial(checked))
+
+
 def test_initial_weights_are_the_runtime_initialisation():
     from cnnc.runtime.network import Network
 
@@ -104,14 +111,15 @@ def test_initial_weights_are_the_runtime_initialisation():
 
 
 def branchy() -> dict[str, str]:
-    """test_network's branchy graphs (every kind and option the zoo lacks, mostly)."""
+    """test_network's branchy graphs (every kind and option the zoo lacks, mostly) and its
+    modern blocks (gates, LN, SCALE, DROPPATH, PRELU, the new activations, SLICE, SHUFFLE)."""
     import importlib.util
 
     path = Path(__file__).parents[1] / "runtime" / "test_network.py"
     spec = importlib.util.spec_from_file_location("network_cases", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.BRANCHY
+    return {**module.BRANCHY, "modern": module.MODERN}
 
 
 def _runtime_cases():

@@ -24,6 +24,39 @@ SPECS = Path(__file__).parents[2] / "specs"
 ZOO = sorted(p.stem for p in SPECS.glob("*.cnn"))
 
 
+def test_every_layer_kind_exports_to_pytorch_and_onnx():
+    from cnnc.compiler.layers import REGISTRY
+    from cnnc.compiler.onnx_export import EXPORTERS
+    from cnnc.compiler.torch_export import MODULES
+
+    assert set(REGISTRY) - set(MODULES) == set()
+    assert set(REGISTRY) - set(EXPORTERS) == set()
+
+
+def test_several_heads_forward_the_chosen_one_or_all():
+    from cnnc.compiler.check import check
+    from cnnc.compiler.expand import expand
+    from cnnc.compiler.syntax import parse
+
+    text = """input 3x8x8
+    CONV 4@3x3 p1 -> RELU -> trunk
+    trunk -> POOL avg global -> FC 5 -> main
+    trunk -> POOL max 2x2 -> FC 3 -> aux
+    output main, aux
+    """
+    checked = check(expand(parse(text)), verify_expects=False)
+    source = module_source(checked)
+    assert "        self.output = 'main'  # the head forward returns, one of main, aux" in source
+    module = module_class(checked)()
+    x = torch.randn(2, 3, 8, 8)
+    assert tuple(module(x).shape) == (2, 5)
+    module.output = "aux"
+    assert tuple(module(x).shape) == (2, 3)
+    module.output = None
+    main, aux = module(x)
+    assert tuple(main.shape) == (2, 5) and tuple(aux.shape) == (2, 3)
+
+
 @pytest.mark.parametrize("name", ZOO)
 def test_parameter_names_and_counts_are_the_specs(name):
     checked = check_file(str(SPECS / f"{name}.cnn"), verify_expects=False)

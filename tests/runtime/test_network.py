@@ -139,7 +139,7 @@ def test_modern_blocks_match_torch():
         (index,) = [i for i, step in enumerate(net.plan.steps) if step.kind == "DROPPATH"]
         scales = [sample_scale(net._seed() + index, s, 0.5) for s in range(batch)]
         kept.extend(bool(k) for k in scales)
-        module.layers["droppath1"].keep = torch.tensor(kept, dtype=torch.float64)
+        module.droppath1.keep = torch.tensor(kept, dtype=torch.float64)
 
     compare_with_torch(MODERN, batch=batch, prepare=copy_droppath_draw)
     assert True in kept and False in kept  # the draw dropped a branch and kept one
@@ -187,7 +187,7 @@ def test_todays_zoo_matches_torch_at_a_small_input(name):
     checked, net = build(at_input(name, TODAYS_ZOO[name]), batch)
     rng = np.random.default_rng(7)
     x = rng.standard_normal((batch, *checked.graph.input_shape)).astype(np.float32)
-    y = rng.integers(0, net.classes, batch)
+    y = rng.integers(0, net.classes, (batch, *checked.output.shape[1:]) if net.dense else batch)
     grads = {}
     for dtype in (torch.float64, torch.float32):
         module = to_torch.build(checked, net).to(dtype)
@@ -196,7 +196,8 @@ def test_todays_zoo_matches_torch_at_a_small_input(name):
         if dtype == torch.float64:
             assert relative_error(net.forward(x), expected) < 1e-4
         module.train()
-        output = module(torch.from_numpy(x).to(dtype)).reshape(batch, -1)
+        output = module(torch.from_numpy(x).to(dtype))
+        output = output if net.dense else output.reshape(batch, -1)  # a map: loss per pixel
         labels = torch.from_numpy(y)
         if checked.output.node.kind == "SOFTMAX":
             reference = torch.nn.functional.nll_loss(torch.log(output), labels)
@@ -342,13 +343,13 @@ def test_the_loss_reads_the_named_head_and_forward_gives_every_head(head):
 
     outputs = net.forward(x)
     assert list(outputs) == ["main", "aux"]
-    for name, index in heads.items():
-        module.output = index
+    for name in heads:
+        module.output = name
         expected = module(torch.from_numpy(x).double()).detach().numpy()
         assert relative_error(outputs[name], expected) < 1e-4, name
 
     loss, _ = net.loss_and_grad(x, y)
-    module.output = heads[head]
+    module.output = head
     output = module(torch.from_numpy(x).double()).reshape(3, -1)
     labels = torch.from_numpy(y)
     if head == "main":
