@@ -96,3 +96,12 @@ def test_fashion_small_fits_its_budget_and_carries_its_training():
         15,
         128,
     )
+
+
+def test_yolov5s_has_ultralytics_params_and_three_detect_heads():
+    # Ultralytics' yolov5s.yaml (v6.0+, 80 classes) at 3x640x640: 7,235,389 params; Detect heads
+    # of 3 anchors x 85 at strides 8, 16 and 32
+    spec = checked("yolov5s", verify_expects=False)
+    heads = {name: layer.shape for name, layer in spec.outputs}
+    assert spec.params == 7_235_389
+    assert heads == {"p3": (255, 80, 80), "p4": (255, 40, 40), "p5": (255, 20, 20)}
