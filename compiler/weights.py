@@ -11,16 +11,28 @@ from .files import UsageError
 from .lower import lower
 
 
-def initial(checked: Checked, seed: int = 0) -> dict:
-    """Weights and biases uniform in +-1/sqrt(fan_in), one-dimensional weights (BN scale) one and
-    their biases zero, running means zero and variances one: Network.initialize's draw order."""
+def initial(checked: Checked, seed: int = 0, plan=None) -> dict:
+    """PyTorch's default initialisation, by name: weights and biases uniform in +-1/sqrt(fan_in),
+    one-dimensional weights (BN scale) one and their biases zero, running means zero and
+    variances one, and the constants a kind declares (`init` in its registry entry: PRELU's
+    0.25). Drawn in the plan's parameter order, so a seed gives the same numbers everywhere."""
     import numpy as np
 
-    plan = lower(checked, training=False)
+    from .layers import REGISTRY
+
+    plan = plan or lower(checked, training=False)
+    constants = {
+        f"{layer.node.name}.{role}": value
+        for layer in checked.layers[1:]
+        for role, value in REGISTRY[layer.node.kind].init(layer.attrs).items()
+    }
     rng = np.random.default_rng(seed)
     fan_in, result = {}, {}
     for entry in plan.params:
         layer, _, role = entry.name.rpartition(".")
+        if entry.name in constants:
+            result[entry.name] = np.full(entry.shape, constants[entry.name], np.float32)
+            continue
         if role == "weight":
             fan_in[layer] = math.prod(entry.shape[1:]) if len(entry.shape) > 1 else 0
         if fan_in.get(layer, 0) == 0:

