@@ -346,8 +346,18 @@ EXPORTERS: dict[str, Exporter] = {
 def tensor_names(checked: Checked) -> list[str]:
     """The ONNX name of each cnnc tensor, aligned with checked.layers."""
     names = [layer.node.name for layer in checked.layers]
-    names[0], names[checked.graph.output] = INPUT, OUTPUT
+    names[0] = INPUT
+    if len(checked.graph.outputs) > 1:  # several heads: each graph output named as its head
+        for head, index in checked.graph.outputs:
+            names[index] = head
+    else:
+        names[checked.graph.output] = OUTPUT
     return names
+
+
+def output_heads(checked: Checked) -> list[tuple[str, int]]:
+    """(name, layer index) of each graph output: the heads of the `output` line, else the one."""
+    return list(checked.graph.outputs) or [(OUTPUT, checked.graph.output)]
 
 
 def to_onnx(checked: Checked, weights: dict, metadata: dict | None = None, opset: int = OPSET):
@@ -380,7 +390,7 @@ def to_onnx(checked: Checked, weights: dict, metadata: dict | None = None, opset
         builder.nodes,
         checked.graph.name,
         [value(INPUT, checked.graph.input_shape)],
-        [value(OUTPUT, checked.output.shape)],
+        [value(names[index], checked.layers[index].shape) for _, index in output_heads(checked)],
         builder.initializers,
     )
     model = helper.make_model(

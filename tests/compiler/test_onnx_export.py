@@ -68,7 +68,11 @@ def test_zoo_passes_the_checker_with_cnnc_shapes(name):
         batch, *rest = shapes[tensor]
         assert tuple(rest) == layer.shape, tensor
         assert isinstance(batch, str), f"{tensor}: the batch dimension is fixed to {batch}"
-    assert shapes["input"][0] == shapes["output"][0] == BATCH
+    assert shapes["input"][0] == BATCH
+    for output in model.graph.output:  # one per head (`output p3, p4, p5`), else `output`
+        assert shapes[output.name][0] == BATCH
+    heads = [head for head, _ in checked.graph.outputs] if len(checked.graph.outputs) > 1 else []
+    assert [o.name for o in model.graph.output] == (heads or ["output"])
 
 
 def test_model_carries_names_opset_and_metadata():
@@ -256,8 +260,13 @@ def test_onnxruntime_equals_the_torch_module_on_the_rest_of_the_zoo(name):
     module.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=False)
     x = np.random.default_rng(5).standard_normal((2, *checked.graph.input_shape), np.float32)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    (actual,) = session.run(None, {"input": x})
+    outputs = session.run(None, {"input": x})
+    if len(outputs) > 1:
+        module.output = None  # every head, in the order of the `output` line
     with torch.no_grad():
-        expected = module(torch.from_numpy(x)).numpy()
-    scale = max(float(np.abs(expected).max()), 1.0)
-    assert np.abs(actual - expected).max() <= 1e-4 * scale
+        produced = module(torch.from_numpy(x))
+    expected = [t.numpy() for t in (produced if isinstance(produced, tuple) else (produced,))]
+    assert len(expected) == len(outputs)
+    for actual, wanted in zip(outputs, expected, strict=True):
+        scale = max(float(np.abs(wanted).max()), 1.0)
+        assert np.abs(actual - wanted).max() <= 1e-4 * scale
