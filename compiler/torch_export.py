@@ -360,6 +360,16 @@ def module_source(checked: Checked, weights_file: str = "weights.safetensors", m
         init.append(f"        self.output = {loss_head!r}  # the head forward returns, one of "
                     f"{names}; None: all of them")  # fmt: skip
     containers = set()
+    layer_names = {layer.node.name for layer in checked.layers[1:]}
+    for layer in checked.layers[1:]:
+        parts = layer.node.name.split(".")
+        for depth in range(1, len(parts)):
+            prefix = ".".join(parts[:depth])
+            if prefix in layer_names:  # one torch attribute cannot be a layer and a container
+                raise UsageError(
+                    f"{prefix}: the name of a layer and of a block call's submodule (as in "
+                    f"`{layer.node.name}`); PyTorch needs them apart: rename the block"
+                )
     for layer in checked.layers[1:]:
         parts = layer.node.name.split(".")
         for depth in range(1, len(parts)):

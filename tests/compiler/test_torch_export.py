@@ -114,3 +114,18 @@ def test_exported_file_runs_alone_and_matches_cnnc(tmp_path, capsys):
 def test_class_names_are_identifiers():
     assert class_name("resnet_cifar") == "ResnetCifar"
     assert class_name("3d_net").isidentifier()
+
+
+def test_a_layer_name_that_is_also_a_block_call_is_a_clear_error():
+    from cnnc.compiler.check import check
+    from cnnc.compiler.expand import expand
+    from cnnc.compiler.files import UsageError
+    from cnnc.compiler.syntax import parse
+    from cnnc.compiler.torch_export import module_source
+
+    text = "input 3x8x8\nblock conv(c) {\n  in -> CONV c@3x3 p1 -> y\n}\nCONV 4@3x3 -> conv(4)\n"
+    checked = check(expand(parse(text)))
+    names = {layer.node.name for layer in checked.layers}
+    assert {"conv1", "conv1.conv1"} <= names
+    with pytest.raises(UsageError, match="conv1: the name of a layer and of a block call"):
+        module_source(checked)
