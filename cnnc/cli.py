@@ -217,34 +217,24 @@ def _seed(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"`{text}` is not a number") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"`{text}` must be a positive finite number")
-    return value
+def _float_in(in_range, out_of_range: str):
+    """An argparse type: a float for which `in_range` holds, else `TEXT` + `out_of_range`."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"`{text}` is not a number") from None
+        if not in_range(value):
+            raise argparse.ArgumentTypeError(f"`{text}` {out_of_range}")
+        return value
+
+    return parse
 
 
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"`{text}` is not a number") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"`{text}` is out of range: give 0 or more")
-    return value
-
-
-def _momentum(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"`{text}` is not a number") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"`{text}` is out of range: momentum is in [0, 1)")
-    return value
+_positive_float = _float_in(lambda v: 0 < v < math.inf, "must be a positive finite number")
+_non_negative = _float_in(lambda v: 0 <= v < math.inf, "is out of range: give 0 or more")
+_momentum = _float_in(lambda v: 0 <= v < 1, "is out of range: momentum is in [0, 1)")
 
 
 def _size(text: str) -> int:
