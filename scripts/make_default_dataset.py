@@ -57,13 +57,23 @@ def make(source: Path) -> dict[str, np.ndarray]:
     }
 
 
-def digest(arrays: dict[str, np.ndarray]) -> str:
+def digest(arrays: dict[str, np.ndarray], keys: tuple[str, ...] = KEYS) -> str:
+    """The sha256 of the arrays' dtypes, shapes and bytes (the .npz container's own bytes
+    carry timestamps)."""
     h = hashlib.sha256()
-    for k in KEYS:
+    for k in keys:
         a = np.ascontiguousarray(arrays[k])
         h.update(f"{k}:{a.dtype.str}:{a.shape}".encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+def compare(content_digest: str, out: Path, keys: tuple[str, ...]) -> int:
+    """--check: 0 if the file `out` holds the content of that digest, else 1."""
+    with np.load(out, allow_pickle=False) as f:
+        old = digest({k: f[k] for k in keys}, keys)
+    print(f"{out}: {'matches' if old == content_digest else 'DIFFERS'} (content sha256 {old})")
+    return 0 if old == content_digest else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,10 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     arrays = make(args.source)
     d = digest(arrays)
     if args.check:
-        with np.load(args.out, allow_pickle=False) as f:
-            old = digest({k: f[k] for k in KEYS})
-        print(f"{args.out}: {'matches' if old == d else 'DIFFERS'} (content sha256 {d})")
-        return 0 if old == d else 1
+        return compare(d, args.out, KEYS)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, **arrays)
     n_tr, n_te = len(arrays["y_train"]), len(arrays["y_test"])

@@ -19,11 +19,11 @@ arrays and compares their digest with the existing file instead of writing it.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
 import numpy as np
+from make_default_dataset import balanced, compare, digest  # the sibling script
 
 from cnnc.runtime.readers import FASHION_MNIST_CLASSES, read_idx_folder
 from cnnc.runtime.sources import SEGMENTATION_SAMPLE
@@ -37,11 +37,6 @@ ITEM_THRESHOLD = 0.1  # an item pixel is one brighter than this (of 1) before no
 NOISE = (0.02, 0.08)  # Gaussian noise std per canvas, of the 0..1 range
 SOURCE = Path("/usr/share/datasets/fashion-mnist")
 KEYS = ("x_train", "y_train", "x_test", "y_test", "classes", "item_train", "item_test")
-
-
-def balanced(y: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
-    picks = [rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in range(10)]
-    return np.sort(np.concatenate(picks))
 
 
 def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
@@ -104,15 +99,6 @@ def make(source: Path, per_class_masks: bool = False) -> dict[str, np.ndarray]:
     }
 
 
-def digest(arrays: dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for k in KEYS:
-        a = np.ascontiguousarray(arrays[k])
-        h.update(f"{k}:{a.dtype.str}:{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--source", type=Path, default=SOURCE, help="folder with the 4 IDX files")
@@ -121,12 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="compare with --out, do not write")
     args = ap.parse_args(argv)
     arrays = make(args.source, per_class_masks=args.masks == "classes")
-    d = digest(arrays)
+    d = digest(arrays, KEYS)
     if args.check:
-        with np.load(args.out, allow_pickle=False) as f:
-            old = digest({k: f[k] for k in KEYS})
-        print(f"{args.out}: {'matches' if old == d else 'DIFFERS'} (content sha256 {d})")
-        return 0 if old == d else 1
+        return compare(d, args.out, KEYS)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, **arrays)
     foreground = float((arrays["y_test"] > 0).mean())
