@@ -140,7 +140,7 @@ def html(checked: Checked, depth: int = 0) -> str:
     from . import report
 
     built = report.build(checked)
-    header, rows = report._table(built)
+    header, rows = report.layer_table(built)
     numeric = {0, 4, 5, 6}
 
     def cells(values, tag):
@@ -165,6 +165,6 @@ def html(checked: Checked, depth: int = 0) -> str:
     ]
     body += ["<tr>" + cells(r, "td") + "</tr>" for r in rows]
     body.append("</tbody></table><table>")
-    body += [f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in report._totals(built)]
+    body += [f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in report.totals(built)]
     body += ["</table></body></html>", ""]
     return "\n".join(body)

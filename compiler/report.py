@@ -195,7 +195,8 @@ def fold(report: dict, depth: int) -> list[dict]:
     return rows
 
 
-def _table(report: dict, rows: list[dict] | None = None, wide: bool = False):
+def layer_table(report: dict, rows: list[dict] | None = None, wide: bool = False):
+    """The per-layer table of a report: (header, rows of cells), the rows given or all."""
     named = any(row.get("tensors") for row in report["layers"])
     header = [
         "#",
@@ -233,15 +234,16 @@ def _table(report: dict, rows: list[dict] | None = None, wide: bool = False):
     return header, table
 
 
-def _totals(report: dict) -> list[tuple[str, str]]:
-    totals, memory = report["totals"], report["memory"]
+def totals(report: dict) -> list[tuple[str, str]]:
+    """The (label, value) lines under the table: params, MACs, memory, receptive field."""
+    counts, memory = report["totals"], report["memory"]
     batch = memory["batch"]
     return [
-        ("params", f"{totals['params']:,} ({human_bytes(memory['parameters'])})"),
-        ("trainable", f"{totals['trainable_params']:,}"),
-        ("buffers", f"{totals['buffers']:,} (BN running statistics)"),
-        ("MACs", f"{totals['macs']:,} ({human(totals['macs'])} per sample)"),
-        ("FLOPs", f"{totals['flops']:,} (2 x MACs)"),
+        ("params", f"{counts['params']:,} ({human_bytes(memory['parameters'])})"),
+        ("trainable", f"{counts['trainable_params']:,}"),
+        ("buffers", f"{counts['buffers']:,} (BN running statistics)"),
+        ("MACs", f"{counts['macs']:,} ({human(counts['macs'])} per sample)"),
+        ("FLOPs", f"{counts['flops']:,} (2 x MACs)"),
         (f"forward activations @ batch {batch}", human_bytes(memory["forward_activations"])),
         (
             f"training activations @ batch {batch}",
@@ -277,10 +279,10 @@ def render_text(
 ) -> str:
     """The table; column widths come from every layer of the net, folded or not, so a report's
     lines move only where the net changed."""
-    header, everything = _table(report, wide=wide)
+    header, everything = layer_table(report, wide=wide)
     shown = everything
     if depth is not None:
-        _, shown = _table(report, fold(report, depth), wide)
+        _, shown = layer_table(report, fold(report, depth), wide)
     numeric = {header.index(c) for c in ("#", "params", "MACs", "RF")}
     widths = [max(len(r[i]) for r in [header, *everything, *shown]) for i in range(len(header))]
     widths = _shrink(widths, header, max_width)
@@ -294,8 +296,8 @@ def render_text(
     rule = "-" * len(line([h.ljust(w) for h, w in zip(header, widths, strict=True)]))
     title = f"{report['network']}: input {_shape(report['input_shape'])} -> {_outputs(report)}"
     out = [title, rule, line(header), rule, *(line(r) for r in shown), rule]
-    label_width = max(len(k) for k, _ in _totals(report))
-    out += [f"{k.ljust(label_width)}  {v}" for k, v in _totals(report)]
+    label_width = max(len(k) for k, _ in totals(report))
+    out += [f"{k.ljust(label_width)}  {v}" for k, v in totals(report)]
     return "\n".join(out)
 
 
@@ -319,7 +321,7 @@ def summary(checked) -> str:
 
 
 def render_markdown(report: dict, depth: int | None = None, wide: bool = False) -> str:
-    header, rows = _table(report, fold(report, depth) if depth is not None else None, wide)
+    header, rows = layer_table(report, fold(report, depth) if depth is not None else None, wide)
 
     def cells(values):
         return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
@@ -335,7 +337,7 @@ def render_markdown(report: dict, depth: int | None = None, wide: bool = False) 
     ]
     out += [cells([r[0], f"`{r[1]}`", f"`{r[2]}`", *r[3:]]) for r in rows]
     out += ["", "| total | |", "| --- | ---: |"]
-    out += [f"| {k} | {v} |" for k, v in _totals(report)]
+    out += [f"| {k} | {v} |" for k, v in totals(report)]
     return "\n".join(out)
 
 
