@@ -78,6 +78,20 @@ def add_training_options(train) -> None:
         "--monitor (default: the spec's, else 2)",
     )
     train.add_argument(
+        "--input",
+        type=_shape,
+        metavar="CxHxW",
+        help="train at this input size instead of the spec's, e.g. 1x28x28 for a 3x224x224 zoo "
+        "spec on Fashion-MNIST; the run records it, so eval, predict and resume use it too "
+        "(default: the spec's `input`)",
+    )
+    train.add_argument(
+        "--classes",
+        type=positive_int_arg,
+        metavar="K",
+        help="make the last FC or CONV K wide, the data's class count (default: the spec's width)",
+    )
+    train.add_argument(
         "--gamma",
         type=_gamma,
         help="the lr factor of --schedule step and plateau (default: the spec's, else 0.1)",
@@ -94,6 +108,12 @@ def _gamma(text: str) -> float:
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"`{text}` is not an lr factor in (0, 1]")
     return value
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    from cnnc.compiler.files import shape_arg
+
+    return shape_arg(text)
 
 
 def positive_int_arg(text: str) -> int:
@@ -115,7 +135,9 @@ def cmd_train(args) -> int:
         saved_run = _saved_run(args)
     elif args.spec is None:
         raise UsageError("give the spec to train (or --resume DIR to continue a run)")
-    checked = load(args.spec, verify_expects=False)  # the one parse and check of this command
+    adapted = {"input": args.input, "classes": args.classes}
+    # the one parse and check of this command
+    checked = load(args.spec, args.input, verify_expects=False, classes=args.classes)
     require_loss_head(checked)  # several heads: the train section names the one the loss reads
     settings = train_config(checked.graph.train, args.spec)
     overrides = {
@@ -151,6 +173,11 @@ def cmd_train(args) -> int:
     from cnnc import run_folder
 
     run_options = {**saved_run, "data": _data_name(args.data), "limit": args.limit}
+    run_options |= {
+        key: list(value) if key == "input" else value
+        for key, value in adapted.items()
+        if value is not None
+    }
     resume = getattr(args, "resume", None)
     if resume and Path(resume).is_file():  # `--resume RUN/checkpoint.safetensors`
         resume = str(Path(resume).parent)
@@ -232,6 +259,10 @@ def _saved_run(args) -> dict:
         args.data = saved.get("data")
     if args.limit is None:
         args.limit = saved.get("limit")
+    if args.input is None and saved.get("input"):
+        args.input = tuple(saved["input"])
+    if args.classes is None:
+        args.classes = saved.get("classes")
     return saved
 
 
@@ -286,11 +317,12 @@ def _compiling():
 
 
 def _network_with_weights(spec: str, weights: str, batch: int):
-    from cnnc.model import meta_input
+    from cnnc.model import adapted_as_trained
     from cnnc.runtime.network import Network
     from cnnc.runtime.train import load_weights
 
-    checked = load(spec, meta_input(weights), verify_expects=False)
+    input_shape, classes = adapted_as_trained(weights)
+    checked = load(spec, input_shape, verify_expects=False, classes=classes)
     network = Network(checked, batch=batch, training=False)
     meta = load_weights(network, weights)
     return checked, network, meta

@@ -51,7 +51,8 @@ class Model:
         from cnnc.runtime.train import load_weights
 
         self.spec_path, self.weights_path = Path(spec), Path(weights)
-        self.checked = load_spec(spec, meta_input(weights), verify_expects=False)
+        input_shape, classes = adapted_as_trained(weights)
+        self.checked = load_spec(spec, input_shape, verify_expects=False, classes=classes)
         self.network = Network(self.checked, batch=batch, training=False)
         meta = load_weights(self.network, weights)
         self.meta = meta
@@ -118,12 +119,14 @@ def _is_pil(value) -> bool:
     return type(value).__module__.startswith("PIL.")
 
 
-def meta_input(weights) -> tuple[int, int, int] | None:
-    """The input size a run was trained at when `cnnc train --input` changed the spec's."""
+def adapted_as_trained(weights) -> tuple[tuple[int, int, int] | None, int | None]:
+    """The input size and class count a run was trained at when `cnnc train --input` or
+    `--classes` changed the spec's (None: the spec's own)."""
     from cnnc.runtime import checkpoint
 
-    shape = (checkpoint.load(weights)[1].get("run") or {}).get("input")
-    return tuple(shape) if shape else None
+    run = checkpoint.load(weights)[1].get("run") or {}
+    shape = run.get("input")
+    return (tuple(shape) if shape else None), run.get("classes")
 
 
 def load(path: str | Path, batch: int = 64) -> Model:

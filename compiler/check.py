@@ -381,7 +381,11 @@ def verify(checked: Checked, expect: Expect, path: str):
     )
 
 
-def check_file(path: str, input_shape: tuple[int, ...] | None = None, verify_expects=True):
+def check_file(
+    path: str, input_shape: tuple[int, ...] | None = None, verify_expects=True, classes=None
+):
+    """Parse, expand and check a spec file, at another input size or class count if given."""
+    from .adapt import require_classes, with_classes
     from .expand import expand
     from .syntax import SyntaxErrors, parse_file
 
@@ -390,7 +394,12 @@ def check_file(path: str, input_shape: tuple[int, ...] | None = None, verify_exp
     except SyntaxErrors as error:
         found = error.diagnostics + _above(error, path, input_shape)
         raise SpecError(sorted(found, key=lambda d: (d.loc.line, d.loc.col))) from None
-    return check(expand(spec, input_shape), verify_expects)
+    graph = expand(spec, input_shape)
+    if classes is None:
+        return check(graph, verify_expects)
+    checked = check(with_classes(graph, classes), verify_expects)
+    require_classes(checked, classes)
+    return checked
 
 
 # what blanking a statement with a syntax error causes elsewhere: not independent errors

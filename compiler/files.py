@@ -36,14 +36,15 @@ def spec_files(paths: list[str]) -> list[Path]:
     return found
 
 
-def load(path: str | Path, input_shape=None, verify_expects: bool = True):
-    """Parse, expand and check one spec file; SpecError or UsageError on failure."""
+def load(path: str | Path, input_shape=None, verify_expects: bool = True, classes=None):
+    """Parse, expand and check one spec file, at another input size or class count if given;
+    SpecError or UsageError on failure."""
     from .check import check_file
 
     if Path(path).exists() and not (Path(path).is_file() or Path(path).is_dir()):
         raise UsageError(f"{path}: not a regular file (a pipe or a device?); give a .cnn file")
     try:
-        return check_file(str(path), input_shape, verify_expects)
+        return check_file(str(path), input_shape, verify_expects, classes)
     except IsADirectoryError:
         raise UsageError(f"{path}: is a folder; give a .cnn file") from None
     except OSError as error:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import signal
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from cnnc.compiler.training import TrainConfig
 from . import checkpoint, metrics, run_files, segmentation
 from .augment import Augment
 from .batches import batch_count, compute_normalization, iter_batches, split_validation
-from .dataset import Dataset, check_input_shape
+from .dataset import Dataset, check_input_shape, shape_text
 from .errors import DataError, TrainingError
 from .metrics_log import read_metrics
 from .monitor import Watch, metric_name, observe
@@ -120,6 +121,17 @@ def load_weights(network: Network, path) -> dict:
     return meta
 
 
+@contextmanager
+def _hint(flag: str):
+    """A mismatch between the data and the spec, with the `cnnc train` option that adapts it."""
+    try:
+        yield
+    except DataError as error:
+        if not flag:
+            raise
+        raise DataError(f"{error}; {flag}") from None
+
+
 class Trainer:
     """Trains the spec at `spec_path`; `checked` is that spec already checked (the command line
     passes the one it read the train section from), checked here when None."""
@@ -142,11 +154,14 @@ class Trainer:
         self.checked = checked
         self.config, self.out, self.quiet, self.log = config, out, quiet, log
         chw = tuple(self.checked.graph.input_shape)
-        check_input_shape(dataset, chw)
+        with _hint(f"or train with --input {shape_text(dataset.shape)}"):
+            check_input_shape(dataset, chw)
         self.network = Network(self.checked, batch=config.batch, training=True, seed=config.seed)
         self.network.set_loss(config.ignore_index, config.class_weights or None)
         self.network.label_smoothing = config.label_smoothing
-        segmentation.check_targets(dataset, self.network)
+        wrong_width = dataset.num_classes != self.network.classes
+        with _hint(f"or train with --classes {dataset.num_classes}" if wrong_width else ""):
+            segmentation.check_targets(dataset, self.network)
         self.train_set, self.val_set = split_validation(
             dataset.without_test(), config.validation, config.seed
         )

@@ -92,3 +92,23 @@ def test_resume_needs_only_the_folder(run, tmp_path, capsys):
     assert meta["run"]["limit"] == 600  # the run's --limit came back without being given
     assert len((copy / "metrics.jsonl").read_text().splitlines()) == 2
     assert main(["train", "--quiet"]) == 2
+
+
+def test_input_and_classes_adapt_a_spec_and_the_run_remembers_them(tmp_path, capsys):
+    spec = tmp_path / "rgb.cnn"
+    spec.write_text(TINY.replace("1x28x28", "3x32x32").replace("FC 10", "FC 4"))
+    out = tmp_path / "run"
+    args = ["train", str(spec), "--epochs", "1", "--limit", "100", "--batch", "50", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "no")]) == 2
+    assert "or train with --input 1x28x28" in capsys.readouterr().err
+    assert main([*args, "--input", "1x28x28", "--classes", "10", "--out", str(out)]) == 0
+    capsys.readouterr()
+    run = checkpoint.load(out)[1]["run"]
+    assert run["input"] == [1, 28, 28] and run["classes"] == 10
+    model = cnnc.load(out)
+    assert model.input_shape == (1, 28, 28) and len(model.classes) == 10
+    assert model.predict(load_data(None).x_test[:3]).shape == (3, 10)
+    assert main(["eval", str(out), "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["per_class_accuracy"]) == 10
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0
+    assert checkpoint.load(out)[1]["progress"]["epoch"] == 2
