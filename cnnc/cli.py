@@ -340,33 +340,36 @@ def parser() -> argparse.ArgumentParser:
         help="default (bundled Fashion-MNIST sample), fashion-mnist, mnist, a .npz, "
         "an IDX folder or an image folder",
     )
+    from cnnc.compiler.training import DEFAULTS
+
     spec_else = "(default: the spec's train section, else {})"
     train.add_argument(
-        "--epochs", type=positive_int, help="passes over the data " + spec_else.format(10)
+        "--epochs", type=positive_int, help="passes over the data " + spec_else.format(DEFAULTS["epochs"])
     )
-    train.add_argument("--batch", type=positive_int, help="batch size " + spec_else.format(64))
-    train.add_argument("--lr", type=_positive_float, help="learning rate " + spec_else.format(0.01))
+    train.add_argument("--batch", type=positive_int, help="batch size " + spec_else.format(DEFAULTS["batch"]))
+    train.add_argument("--lr", type=_positive_float, help="learning rate " + spec_else.format("0.05 for sgd, 0.001 for adam/adamw"))
     train.add_argument(
         "--schedule",
         choices=("constant", "step", "cosine", "plateau"),
         help="learning-rate schedule: cosine to 0 per step, step (x gamma every `step` epochs), "
         "plateau (x gamma after --patience epochs without a better --monitor) "
-        + spec_else.format("constant"),
+        + spec_else.format(DEFAULTS["schedule"]),
     )
     train.add_argument(
-        "--optimizer", choices=("sgd", "adam", "adamw"), help="optimizer " + spec_else.format("sgd")
+        "--optimizer", choices=("sgd", "adam", "adamw"), help="optimizer " + spec_else.format(DEFAULTS["optimizer"])
     )
-    train.add_argument("--momentum", type=_momentum, help="SGD momentum " + spec_else.format(0.9))
+    train.add_argument("--momentum", type=_momentum, help="SGD momentum " + spec_else.format(DEFAULTS["momentum"]))
     train.add_argument(
         "--nesterov",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         default=None,
-        help="Nesterov momentum for SGD " + spec_else.format("off"),
+        help="Nesterov momentum for SGD; --no-nesterov for plain momentum "
+        + spec_else.format("on" if DEFAULTS["nesterov"] else "off"),
     )
     train.add_argument(
         "--weight-decay",
         type=_non_negative,
-        help="L2 weight decay, 0 or more " + spec_else.format(0),
+        help="L2 weight decay, 0 or more " + spec_else.format(DEFAULTS["weight_decay"]),
     )
     train.add_argument(
         "--seed",

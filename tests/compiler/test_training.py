@@ -86,6 +86,14 @@ def test_no_section_and_an_empty_one_give_the_defaults():
     assert settings() == DEFAULTS
 
 
+def test_the_default_lr_follows_the_optimizer_unless_one_is_given():
+    assert TrainConfig().lr == 0.05 and TrainConfig(optimizer="adam").lr == 1e-3
+    assert TrainConfig.merged(settings("optimizer adamw"), {}).lr == 1e-3
+    assert TrainConfig.merged(settings("optimizer adam lr=0.01"), {}).lr == 0.01
+    assert TrainConfig.merged(settings(), {"optimizer": "adam"}).lr == 1e-3
+    assert TrainConfig.merged(settings("optimizer sgd nesterov=0"), {}).nesterov is False
+
+
 def test_the_command_line_overrides_the_spec_and_none_means_not_given():
     merged = TrainConfig.merged(settings("epochs 3", "lr 0.5"), {"epochs": 7, "lr": None})
     assert (merged.epochs, merged.lr) == (7, 0.5)
@@ -161,14 +169,14 @@ def test_an_unknown_name_lists_the_known_ones(line, message):
 @pytest.mark.parametrize("line", ["lr sgd", "lr 0.1 0.2", "lr"])
 def test_a_number_setting_takes_exactly_one_number(line):
     diagnostic = error(line)
-    assert diagnostic.message == "train: `lr` takes one number, e.g. `lr 0.01`"
+    assert diagnostic.message == "train: `lr` takes one number, e.g. `lr 0.05`"
     assert at(diagnostic) == (5, 3, 3 + len(line))
 
 
 @pytest.mark.parametrize("option", ["lr=abc", "lr=1-2", "lr=3x3"])
 def test_an_option_needs_a_plain_number(option):
     diagnostic = error(f"optimizer sgd {option}")
-    assert diagnostic.message == "train: `lr` needs a value, e.g. `lr=0.01`"
+    assert diagnostic.message == "train: `lr` needs a value, e.g. `lr=0.05`"
     assert at(diagnostic) == (5, 17, 17 + len(option))
 
 
@@ -228,7 +236,7 @@ def test_a_negative_number_is_a_syntax_error_at_the_minus(line):
 
 def test_a_negative_option_value_is_refused_at_the_option():
     diagnostic = error("optimizer sgd lr=-1")
-    assert diagnostic.message == "train: `lr` needs a value, e.g. `lr=0.01`"
+    assert diagnostic.message == "train: `lr` needs a value, e.g. `lr=0.05`"
     assert at(diagnostic) == (5, 17, 22)
 
 
@@ -286,7 +294,7 @@ def test_every_independent_problem_is_reported_in_order():
     assert [d.message for d in found] == [
         "train: unknown setting `optimzer`",
         "train: unknown setting `epoch`",
-        "train: `lr` takes one number, e.g. `lr 0.01`",
+        "train: `lr` takes one number, e.g. `lr 0.05`",
         "train: `step` must be a positive whole number, not 0",
     ]
 
