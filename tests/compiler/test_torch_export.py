@@ -79,7 +79,7 @@ def test_forward_reads_like_the_spec():
     checked = check_file(str(SPECS / "resnet_cifar.cnn"), verify_expects=False)
     source = module_source(checked)
     assert "        self.basic1.conv1 = nn.Conv2d(16, 16, 3, padding=1, bias=False)" in source
-    assert "        x = self.basic1.add1(relu1, basic1_y)" in source
+    assert "        x = self.basic1.add1(basic1_shortcut, basic1_y)" in source
     assert "        x = self.fc1(x.flatten(1))" in source
     assert "cnnc" not in "".join(line for line in source.splitlines() if "import" in line)
     compile(source, "resnet_cifar.py", "exec")
