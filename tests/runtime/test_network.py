@@ -162,6 +162,10 @@ TODAYS_ZOO = {
     "mobilenet_v3_small": "3x32x32",
     "efficientnet_b0": "3x32x32",
     "convnext_tiny": "3x32x32",
+    "mobilenet_v3_large": "3x32x32",
+    # at 3x32x32 their last stages are 1x1 maps, where BN over 4 samples is degenerate
+    "shufflenet_v2_x1_0": "3x64x64",
+    "regnet_y_400mf": "3x64x64",
 }
 
 
