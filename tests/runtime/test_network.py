@@ -155,9 +155,9 @@ def test_prelu_and_scale_start_at_their_declared_values():
 
 # Today's zoo at a reduced input (batch 4), every stochastic rate set to 0 (masks are not
 # comparable), against the torch twin with copied weights.
-# (shufflenet_v2_x1_0, regnet_y_400mf and deeplabv3_resnet50 do not yet meet this bound at
-# these inputs: a gradient 2.3% off where torch float32 is 0.2% off, a loss 1.3e-4 off, and a
-# gradient 3.3% off where torch float32 is 1.6% off; under investigation, not included.)
+# deeplabv3_resnet50 is not here: at 3x64x64 5 of its 182 gradients are 3-5% off where torch
+# float32 is 0.5-1.6% off float64 (53 BN layers over 8x8 maps of 4 samples); its blocks at a
+# reduced width are compared at 1e-4 below instead.
 TODAYS_ZOO = {
     "mobilenet_v3_small": "3x32x32",
     "efficientnet_b0": "3x32x32",
@@ -167,6 +167,24 @@ TODAYS_ZOO = {
     "shufflenet_v2_x1_0": "3x64x64",
     "regnet_y_400mf": "3x64x64",
 }
+
+
+def test_deeplab_blocks_match_torch_at_a_reduced_width():
+    """DeepLabV3's own bottleneck, dilated bottleneck and ASPP blocks (read from the spec), 8
+    channels wide, in a short net ending in the bilinear resize to the input: 1e-4 to float64."""
+    text = (SPECS / "deeplabv3_resnet50.cnn").read_text()
+    blocks = text[text.index("block bottleneck(") : text.index("CONV 64@7x7")]
+    blocks = blocks.replace("256@", "8@").replace("DROPOUT 0.5", "DROPOUT 0")
+    compare_with_torch(
+        f"""input 3x24x24
+        {blocks}
+        CONV 8@3x3 s2 p1 nobias -> BN -> RELU
+          -> bottleneck_proj(4, s=1) -> bottleneck(4, d=2)
+          -> bottleneck_proj(8, s=1, d=2) -> bottleneck(8, d=4) -> features
+        features -> aspp() -> CONV 8@3x3 p1 nobias -> BN -> RELU -> CONV 5@1x1 -> logits
+        UPSAMPLE(logits, in) bilinear""",
+        batch=3,
+    )
 
 
 def at_input(name: str, size: str) -> str:
