@@ -7,9 +7,9 @@ from __future__ import annotations
 import contextlib
 import math
 import operator
-import re
 from dataclasses import dataclass, field, replace
 
+from .arguments import MAX_DIM, interpret
 from .errors import (
     COMMON_WORDS,
     Loc,
@@ -19,19 +19,17 @@ from .errors import (
     kind_for,
     kind_hint,
 )
-from .layers import REGISTRY, REQUIRED, LayerKind, Option
+from .layers import REGISTRY, LayerKind
 from .syntax import (
     Attr,
     Block,
     Call,
     Chain,
     Compare,
-    Dims,
     Expect,
     Expr,
     FiltersArg,
     If,
-    KwArg,
     Layer,
     Merge,
     Neg,
@@ -45,7 +43,6 @@ from .syntax import (
 MAX_NODES = 100_000
 MAX_REPEAT = 1_000
 MAX_CALL_DEPTH = 32
-MAX_DIM = 1 << 20
 MAX_INPUT = 1 << 28  # values per sample
 MAX_NUMBER = 1e18
 
@@ -284,225 +281,11 @@ class _Expander:
         )
         return None
 
-    # -- layer arguments --
-
     def interpret(self, layer: Layer | Merge, kind: LayerKind, scope: _Scope) -> dict | None:
-        options = {option.name: option for option in kind.options}
-        attrs: dict = {}
-        given: dict[str, Loc] = {}
-        before = len(self.problems.found)
+        def evaluate(expr, words_ok=False):
+            return self.evaluate(expr, scope, words_ok)
 
-        def assign(option: Option, value, loc: Loc) -> None:
-            if option.name in given:
-                self.problems.add(
-                    f"{kind.name} gets `{option.name}` twice",
-                    loc,
-                    notes=[f"first given at column {given[option.name].col}"],
-                    fix="keep one of them",
-                )
-                return
-            converted = self.convert(option, value, loc, kind)
-            if converted is not None:
-                attrs[option.name], given[option.name] = converted, loc
-
-        positional = next((o for o in kind.options if o.positional), None)
-        if positional is None and "kernel" in options and "filters" not in options:
-            positional = options["kernel"]  # `POOL max 3 s2`: a square window as one number
-        for arg in layer.args:
-            if isinstance(arg, FiltersArg):
-                if "filters" not in options:
-                    self.problems.add(
-                        f"{kind.name} takes no `filters@kernel`", arg.loc, fix=self.usage(kind)
-                    )
-                    continue
-                assign(options["filters"], self.evaluate(arg.count, scope), arg.loc)
-                kernel = (
-                    arg.kernel.values
-                    if isinstance(arg.kernel, Dims)
-                    else self.evaluate(arg.kernel, scope)
-                )
-                assign(options["kernel"], kernel, arg.loc)
-            elif isinstance(arg, Dims):
-                target = options.get("kernel") or positional
-                if target is None:
-                    self.problems.add(
-                        f"{kind.name} takes no size `{'x'.join(map(str, arg.values))}`",
-                        arg.loc,
-                        fix=self.usage(kind),
-                    )
-                    continue
-                assign(target, arg.values, arg.loc)
-            elif isinstance(arg, KwArg):
-                option = options.get(arg.key)
-                if option is None:
-                    short = next((o for o in kind.options if o.short == arg.key), None)
-                    hint = did_you_mean(arg.key, options)
-                    if short is not None:
-                        hint = f"`key=value` takes the full name: `{short.name}=...`"
-                    self.problems.add(
-                        f"{kind.name} has no argument `{arg.key}`",
-                        arg.loc,
-                        fix=hint or self.usage(kind),
-                    )
-                    continue
-                value = (
-                    arg.value.values
-                    if isinstance(arg.value, Dims)
-                    else self.evaluate(arg.value, scope, words_ok=True)
-                )
-                assign(option, value, arg.loc)
-            else:
-                value = self.evaluate(arg, scope, words_ok=True)
-                if value is None:
-                    continue
-                if isinstance(value, str):
-                    self.word(value, arg.loc, kind, assign)
-                elif positional is None:
-                    self.problems.add(
-                        f"{kind.name} takes no bare number", arg.loc, fix=self.usage(kind)
-                    )
-                else:
-                    assign(positional, value, arg.loc)
-        if len(self.problems.found) > before:
-            return None
-        for option in kind.options:
-            if option.name not in attrs:
-                if option.default is REQUIRED:
-                    self.problems.add(
-                        f"{kind.name} needs its {option.name}", layer.loc, fix=self.usage(kind)
-                    )
-                    return None
-                attrs[option.name] = option.default
-        return {option.name: attrs[option.name] for option in kind.options}  # in one order
-
-    def word(self, word: str, loc: Loc, kind: LayerKind, assign) -> None:
-        for option in kind.options:
-            if word in option.words:
-                assign(option, option.words[word], loc)
-                return
-        match = re.fullmatch(r"([a-z]+)([0-9]+(?:x[0-9]+)*|[0-9]*\.[0-9]+)", word)
-        if match:
-            for option in kind.options:
-                if option.short == match.group(1):
-                    text = match.group(2)
-                    value = (
-                        tuple(int(v) for v in text.split("x"))
-                        if "x" in text
-                        else float(text)
-                        if "." in text
-                        else int(text)
-                    )
-                    assign(option, value, loc)
-                    return
-        bare = next((o for o in kind.options if o.short and o.short == word), None)
-        if bare is not None:
-            self.problems.add(
-                f"`{word}` needs a number: `{word}2` sets the {bare.name} to 2",
-                loc,
-                fix=f"`{word}1`",
-            )
-            return
-        spelled = kind_for(word, REGISTRY)
-        if spelled is not None:
-            self.problems.add(
-                f"{kind.name} has no argument `{word}`",
-                loc,
-                fix=f"to chain a layer, write `-> {spelled}` (layer keywords are capitals)",
-            )
-            return
-        choices = (
-            [w for o in kind.options for w in o.words]
-            + [f"{o.short}1" for o in kind.options if o.short]
-            + [o.name for o in kind.options]
-        )
-        hint = did_you_mean(word, choices)
-        self.problems.add(
-            f"{kind.name} has no argument `{word}`", loc, fix=hint or self.usage(kind)
-        )
-
-    def convert(self, option: Option, value, loc: Loc, kind: LayerKind):
-        def bad(expected: str, least: int | None = None):
-            shown = "x".join(map(str, value)) if isinstance(value, tuple) else value
-            if least is not None and option.short:
-                fix = f"`{option.short}{least}` is the smallest"
-            elif least is not None and option.positional:
-                fix = f"`{kind.name} {least}` is the smallest"
-            else:
-                fix = self.usage(kind)
-            self.problems.add(
-                f"{kind.name} {option.name} must be {expected}, not `{shown}`", loc, fix=fix
-            )
-
-        if value is None:
-            return None
-        if option.kind == "count":
-            if isinstance(value, str) and value in option.words.values():
-                return value
-            if not isinstance(value, int) or isinstance(value, bool):
-                return bad("a positive whole number")
-            if value < 1:
-                return bad("a positive whole number", least=1)
-            if value > MAX_DIM:
-                return bad(f"at most {MAX_DIM}")
-            return value
-        if option.kind == "index":
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                return bad("a whole number from 0")
-            if value > MAX_DIM:
-                return bad(f"at most {MAX_DIM}")
-            return value
-        if option.kind in ("pair", "padding"):
-            if isinstance(value, str):
-                return value if value in option.words.values() else bad("a size such as 3 or 3x3")
-            pair = (value, value) if not isinstance(value, tuple) else value
-            if len(pair) == 1:
-                pair = (pair[0], pair[0])
-            least = 0 if option.name in ("pad", "outpad") else 1
-            word = "non-negative" if least == 0 else "positive"
-            sizes = (2, 4) if option.kind == "padding" else (2,)
-            if len(pair) not in sizes or any(not isinstance(v, int) for v in pair):
-                if option.kind == "padding":
-                    return bad("N, HxW or TxLxBxR (top, left, bottom, right)")
-                return bad(f"a {word} size such as 3 or 3x3")
-            if any(v < least for v in pair):
-                return bad(f"a {word} size such as 3 or 3x3", least=least)
-            if any(v > MAX_DIM for v in pair):
-                return bad(f"at most {MAX_DIM}")
-            return tuple(pair)
-        if option.kind == "float":
-            if not isinstance(value, int | float):
-                return bad("a number")
-            return float(value)
-        if option.kind == "bool":
-            if isinstance(value, bool):
-                return value
-            if value in (0, 1):
-                return bool(value)
-            return bad("0 or 1")
-        if option.kind == "choice":
-            if value not in option.words:
-                return bad("one of " + ", ".join(option.words))
-            return option.words[value]
-        raise AssertionError(option.kind)
-
-    @staticmethod
-    def usage(kind: LayerKind) -> str:
-        parts = []
-        for option in kind.options:
-            spellings = [f"{option.short}N"] * bool(option.short) + list(option.words)
-            if option.name == "filters":
-                parts.append("<filters>@<kernel>")
-            elif spellings:
-                parts.append("/".join(spellings))
-            elif option.name == "kernel" and "filters" not in [o.name for o in kind.options]:
-                parts.append("<kernel>")
-            elif option.positional:
-                parts.append(f"<{option.name}>")
-            elif option.name != "kernel":
-                parts.append(f"{option.name}=N")
-        return (
-            f"{kind.name} takes: " + " ".join(parts) if parts else f"{kind.name} takes no arguments"
-        )
+        return interpret(layer, kind, evaluate, self.problems)
 
     # -- graph building --
 
