@@ -753,6 +753,31 @@ def test_count_correct():
     assert loss.count_correct(A, 0, 3, labels, 4) == 3
 
 
+@pytest.mark.parametrize("k, s, p", [(2, 2, 0), (3, 2, 0), (3, 1, 0), (3, 2, 1)])
+def test_max_pool_takes_the_first_maximum_and_keeps_nan(k, s, p):
+    """Ties and NaN through the unrolled 2x2, the plain kxk and the padded (general) loops:
+    forward is torch's (NaN wins), and the gradient goes to the first of equal maxima."""
+    from cnnc.runtime.kernels.pool import MAX, pool_backward, pool_forward
+
+    torch = pytest.importorskip("torch")
+    planes, H, W = 6, 7, 8
+    x = np.random.default_rng(k + s + p).integers(0, 3, (planes, H, W)).astype(np.float32)
+    Ho, Wo = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
+    dy = np.arange(1, planes * Ho * Wo + 1, dtype=np.float32)
+    attrs = (H, W, Ho, Wo, k, k, s, s, p, p, MAX, 0, 0, 0, 1, 1, 0, 0, planes)
+    dx = np.zeros(x.size, np.float32)
+    pool_backward(dx, dy, x.reshape(-1), *attrs)
+    xt = torch.tensor(x[None], requires_grad=True)
+    yt = torch.nn.functional.max_pool2d(xt, k, s, p)
+    yt.backward(torch.tensor(dy.reshape(1, planes, Ho, Wo)))
+    np.testing.assert_array_equal(dx, xt.grad.numpy().reshape(-1))
+    x[0, 1, 1] = x[3, 4, 5] = np.nan
+    y = np.zeros(planes * Ho * Wo, np.float32)
+    pool_forward(y, x.reshape(-1), *attrs)
+    expected = torch.nn.functional.max_pool2d(torch.tensor(x[None]), k, s, p).numpy()
+    np.testing.assert_array_equal(y, expected.reshape(-1))
+
+
 def test_hard_activations_take_torchs_branch_at_the_kinks():
     from cnnc.runtime.kernels.activations import (
         hsigmoid_backward,
