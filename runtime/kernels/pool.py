@@ -72,8 +72,9 @@ def _is_plain_max(mode, H, W, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, adaptive):
 
 @njit(**JIT)
 def _first_max(m, v):
-    """max(m, v) keeping the earlier of equal values and the first NaN, without a branch
-    (random data mispredicts one: measured 2.4x slower)."""
+    """max(m, v) keeping the earlier of equal values and the first NaN: _argmax's rule without
+    a branch (random data mispredicts one: measured 2.4x slower here; in _argmax's backward the
+    branch-free form was 1.45x slower, so the two keep their own forms)."""
     return v if (m == m) & ((v > m) | (v != v)) else m
 
 
