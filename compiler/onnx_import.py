@@ -849,7 +849,7 @@ IMPORTERS = {
 
 # ---- writing the spec -----------------------------------------------------------------------
 
-RESERVED = {"network", "input", "block", "expect", "train", "in", "out"}
+RESERVED = {"network", "input", "block", "expect", "train", "output", "in", "out"}
 BREAK_BEFORE = {"CONV", "DECONV", "FC"}  # a chain's new line starts at a weighted layer
 
 
@@ -867,9 +867,9 @@ def _identifier(text: str, taken: set[str]) -> str:
     return name
 
 
-def _live(layers: list[Layer], output: int) -> list[int]:
-    """The layers the output depends on, in order (dead branches and dropped layers removed)."""
-    keep, stack = set(), [output]
+def _live(layers: list[Layer], outputs: list[int]) -> list[int]:
+    """The layers the outputs depend on, in order (dead branches and dropped layers removed)."""
+    keep, stack = set(), list(outputs)
     while stack:
         index = stack.pop()
         if index >= 0 and index not in keep:
@@ -878,9 +878,13 @@ def _live(layers: list[Layer], output: int) -> list[int]:
     return sorted(keep)
 
 
-def write_spec(layers: list[Layer], output: int, name: str, shape, header: str) -> tuple[str, list]:
-    """The spec text and the layers in the order its nodes are created."""
-    order = _live(layers, output)
+def write_spec(
+    layers: list[Layer], outputs: list[int], name: str, shape, header: str
+) -> tuple[str, list, list[str]]:
+    """The spec text, the layers in the order its nodes are created, and the heads' names when
+    there are several outputs (each a named tensor, listed on an `output` line)."""
+    order = _live(layers, outputs)
+    heads = set(outputs) if len(outputs) > 1 else set()
     readers: dict[int, list[int]] = {}
     for index in order:
         for source in layers[index].inputs:
@@ -921,10 +925,13 @@ def write_spec(layers: list[Layer], output: int, name: str, shape, header: str) 
         later = readers.get(index, [])
         following = order[position + 1] if position + 1 < len(order) else None
         chained = len(later) == 1 and later[0] == following and len(layers[following].inputs) == 1
-        if later and not chained:
+        if (later and not chained) or index in heads:
             chain.append(f" -> {name_of(index)}")
     close()
-    return "\n".join(lines) + "\n", [layers[i] for i in order]
+    head_names = [name_of(index) for index in outputs] if heads else []
+    if head_names:
+        lines.append(f"output {', '.join(head_names)}")
+    return "\n".join(lines) + "\n", [layers[i] for i in order], head_names
 
 
 def import_model(model, path: str = "model.onnx", name: str | None = None) -> Imported:
@@ -938,12 +945,14 @@ def import_model(model, path: str = "model.onnx", name: str | None = None) -> Im
             known = ", ".join(sorted(IMPORTERS))
             importer.fail(node, f"cnnc has no layer for this operator (it imports {known})")
         read(importer, node)
-    outputs = [o.name for o in graph.model.graph.output]
-    if len(outputs) != 1 or outputs[0] not in importer.source or importer.source[outputs[0]] < 0:
-        raise ImportError_(f"{path}: cnnc networks have one output computed by a layer; this "
-                           f"model's outputs are {', '.join(outputs)}")  # fmt: skip
+    names = [o.name for o in graph.model.graph.output]
+    computed = [n for n in names if importer.source.get(n, -1) >= 0]
+    if not names or computed != names or len({importer.source[n] for n in names}) < len(names):
+        listed = ", ".join(names) or "none"
+        raise ImportError_(f"{path}: each output of a cnnc network is a distinct tensor computed "
+                           f"by a layer; this model's outputs are {listed}")  # fmt: skip
     layers = [layer for layer in importer.layers]
-    output = importer.source[outputs[0]]
+    outputs = [importer.source[n] for n in names]
     shape = graph.shapes[graph.input]
     if len(shape) != 4 or any(d is None for d in shape[1:]):
         raise ImportError_(
@@ -960,7 +969,7 @@ def import_model(model, path: str = "model.onnx", name: str | None = None) -> Im
     for index in dropped:  # a FLATTEN folded into the FC after it reads what it read
         for other in layers:
             other.inputs = [layers[index].inputs[0] if i == index else i for i in other.inputs]
-    text, ordered = write_spec(layers, output, network, shape[1:], header)
+    text, ordered, heads = write_spec(layers, outputs, network, shape[1:], header)
     try:
         checked = check(expand(parse(text, f"{network}.cnn")), verify_expects=False)
     except SpecError as error:
@@ -980,7 +989,10 @@ def import_model(model, path: str = "model.onnx", name: str | None = None) -> Im
             if f"{checked_layer.node.name}.{role}" not in weights:
                 raise ImportError_(f"{path}: no value for {checked_layer.node.name}.{role}")
     figures = f"expect params == {checked.params}\nexpect macs == {checked.macs}\n"
-    text += f"\n{figures}expect output == {'x'.join(map(str, checked.output.shape))}\n"
+    shapes = dict(checked.outputs) if heads else {"output": checked.output}
+    for head, layer in shapes.items():
+        figures += f"expect {head} == {'x'.join(map(str, layer.shape))}\n"
+    text += f"\n{figures}"
     checked = check(expand(parse(text, f"{network}.cnn")))  # the text as written, expects held
     meta = {}
     for key in ("normalization", "classes"):

@@ -251,21 +251,38 @@ class Network:
 
     def backward(self, grad_output) -> None:
         """Backpropagate a gradient of the output (after forward(x, training=True)); parameter
-        gradients are written (not accumulated) to gradients()."""
+        gradients are written (not accumulated) to gradients().
+
+        With several heads, `grad_output` may be a dict of gradients by head name: the backward
+        of a sum of per-head losses (a head left out contributes nothing)."""
         if not self.training:
             raise InputError("this network was built for inference; build it with training=True")
         n = self._n
-        out = self.plan.tensors[self.plan.output]
-        grad = np.asarray(grad_output, dtype=np.float32)
-        if grad.shape != (n, *out.shape):
-            raise InputError(f"expected a gradient of shape {(n, *out.shape)}, got {grad.shape}")
+        heads = self.plan.outputs or (("output", self.plan.output),)
+        if isinstance(grad_output, dict):
+            unknown = sorted(set(grad_output) - {name for name, _ in heads})
+            if unknown:
+                raise InputError(f"no head named {', '.join(map(repr, unknown))}; the heads are "
+                                 f"{', '.join(name for name, _ in heads)}")  # fmt: skip
+            given = {index: grad_output[name] for name, index in heads if name in grad_output}
+        else:
+            given = {self.plan.output: grad_output}
+        grads = {}
+        for index, value in given.items():
+            slot = self.plan.tensors[index]
+            grads[index] = grad = np.asarray(value, dtype=np.float32)
+            if grad.shape != (n, *slot.shape):
+                raise InputError(
+                    f"expected a gradient of shape {(n, *slot.shape)}, got {grad.shape}"
+                )
         if self.plan.logits != self.plan.output:
             # A final SOFTMAX accumulates into the logits' gradient, which loss_and_grad writes
             # whole and the lowered steps therefore never zero: zero it here.
             logits = self.plan.tensors[self.plan.logits]
             self._tensor(logits.grad_offset, logits.shape, n)[...] = 0.0
-        self._zero_head_grads(n)
-        self._tensor(out.grad_offset, out.shape, n)[...] = grad
+        for _, index in heads:  # the runtime writes every head's gradient first
+            slot = self.plan.tensors[index]
+            self._tensor(slot.grad_offset, slot.shape, n)[...] = grads.get(index, 0.0)
         self.G[:] = 0.0
         self.executor.backward(
             self.rows,

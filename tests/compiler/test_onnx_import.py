@@ -35,13 +35,11 @@ def test_round_trip_keeps_params_macs_and_shapes(name):
     """DROPPATH is the identity at inference, and exported as one: it is the layer that does not
     come back."""
     checked, weights, model = _checked(name)
-    if len(checked.graph.outputs) > 1:
-        with pytest.raises(ImportError_, match="output"):  # yolov5s: import reads one output
-            import_model(model, f"{name}.onnx")
-        return
     imported = import_model(model, f"{name}.onnx")
     again = imported.checked
     assert (again.params, again.macs) == (checked.params, checked.macs)
+    heads = [(head, layer.shape) for head, layer in checked.outputs]
+    assert [(head, layer.shape) for head, layer in again.outputs] == heads  # yolov5s: p3, p4, p5
     kept = [l for l in checked.layers if l.node.kind != "DROPPATH"]
     assert [(l.node.kind, l.shape) for l in again.layers] == [(l.node.kind, l.shape) for l in kept]
     assert again.graph.name == checked.graph.name
@@ -63,6 +61,27 @@ def test_imported_spec_reads_as_chains_and_named_merges():
     lines = import_model(model, "lenet5.onnx").spec.splitlines()
     assert "CONV 6@5x5 p2 -> RELU -> POOL max 2x2" in lines
     assert "  -> FC 10 -> SOFTMAX" in lines
+
+
+def test_several_outputs_come_back_as_named_heads():
+    _, _, model = _checked("yolov5s")
+    text = import_model(model, "yolov5s.onnx").spec
+    assert "output p3, p4, p5" in text.splitlines()
+    assert "expect p3 == 255x4x4" in text and "expect p5 == 255x1x1" in text  # at 3x32x32
+    assert "expect output" not in text
+
+
+def test_an_output_that_no_layer_computes_or_that_repeats_is_refused():
+    for outputs in (["x", "y"], ["y", "y"]):
+        graph = helper.make_graph(
+            [helper.make_node("Relu", ["x"], ["y"])],
+            "twice",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+            [helper.make_tensor_value_info(o, TensorProto.FLOAT, [1, 2, 4, 4]) for o in outputs],
+        )
+        with pytest.raises(ImportError_, match=f"distinct tensor computed by a layer; this "
+                           f"model's outputs are {', '.join(outputs)}"):  # fmt: skip
+            import_model(helper.make_model(graph), "twice.onnx")
 
 
 def onnx_figures(path: Path) -> tuple[int, int]:

@@ -195,46 +195,86 @@ def at_input(name: str, size: str) -> str:
     return re.sub(r"^expect .*$", "", text, flags=re.M)
 
 
+def float32_noise_bound(checked, net, x, loss_of) -> None:
+    """Forward (eval) to 1e-4 of the float64 twin; then `loss_of(output)` of the twin in training
+    mode, backward in float64 and float32: every cnnc gradient (already computed by the caller)
+    to 1e-4 of float64 or, where float32 cannot define it that closely, within four times the
+    distance of torch's own float32 gradient from its float64 one (cnnc's parallel reductions sum
+    in another order than torch's). Returns the float64 loss."""
+    import torch
+
+    from cnnc.runtime import to_torch
+
+    cnnc_grads = {key: grad.copy() for key, grad in net.gradients().items()}
+    grads, loss = {}, None
+    for dtype in (torch.float64, torch.float32):
+        module = to_torch.build(checked, net).to(dtype)
+        if len(checked.graph.outputs) > 1:
+            module.output = None  # forward returns every head
+        module.eval()
+        expected = module(torch.from_numpy(x).to(dtype))
+        if dtype == torch.float64:
+            heads = net.forward(x)
+            if isinstance(heads, dict):
+                for (name, actual), wanted in zip(heads.items(), expected, strict=True):
+                    assert relative_error(actual, wanted.detach().numpy()) < 1e-4, name
+            else:
+                assert relative_error(heads, expected.detach().numpy()) < 1e-4
+        module.train()
+        reference = loss_of(module(torch.from_numpy(x).to(dtype)))
+        reference.backward()
+        grads[dtype] = to_torch.gradients(module, checked)
+        loss = reference.item() if dtype == torch.float64 else loss
+    exact, single = grads[torch.float64], grads[torch.float32]
+    for key, grad in cnnc_grads.items():
+        torch_error = relative_error(single[key], exact[key], 1e-2)
+        assert relative_error(grad, exact[key], 1e-2) < max(1e-4, 4 * torch_error), key
+    return loss
+
+
 @pytest.mark.parametrize("name", sorted(TODAYS_ZOO))
 def test_todays_zoo_matches_torch_at_a_small_input(name):
-    """Forward and loss to 1e-4; every parameter gradient to 1e-4 or, where float32 cannot
-    define it that closely, within four times the distance of torch's own float32 gradient from
-    its float64 one (cnnc's parallel reductions sum in another order than torch's). At these
-    inputs the last stages are 1x1 or 3x3 maps of 4 samples, and BN over so few values amplifies
-    rounding: torch float32 itself is ~1-2% off float64 on the early
-    layers of DeepLabV3 and the BN nets; a wrong kernel is off by ~100%."""
+    """At these inputs the last stages are 1x1 or 3x3 maps of 4 samples, and BN over so few
+    values amplifies rounding: torch float32 itself is ~1-2% off float64 on the early layers of
+    DeepLabV3 and the BN nets; a wrong kernel is off by ~100%."""
     torch = pytest.importorskip("torch")
-    from cnnc.runtime import to_torch
 
     batch = 4
     checked, net = build(at_input(name, TODAYS_ZOO[name]), batch)
     rng = np.random.default_rng(7)
     x = rng.standard_normal((batch, *checked.graph.input_shape)).astype(np.float32)
     y = rng.integers(0, net.classes, (batch, *checked.output.shape[1:]) if net.dense else batch)
-    grads = {}
-    for dtype in (torch.float64, torch.float32):
-        module = to_torch.build(checked, net).to(dtype)
-        module.eval()
-        expected = module(torch.from_numpy(x).to(dtype)).detach().numpy()
-        if dtype == torch.float64:
-            assert relative_error(net.forward(x), expected) < 1e-4
-        module.train()
-        output = module(torch.from_numpy(x).to(dtype))
+    loss, _ = net.loss_and_grad(x, y)
+
+    def loss_of(output):
         output = output if net.dense else output.reshape(batch, -1)  # a map: loss per pixel
-        labels = torch.from_numpy(y)
         if checked.output.node.kind == "SOFTMAX":
-            reference = torch.nn.functional.nll_loss(torch.log(output), labels)
-        else:
-            reference = torch.nn.functional.cross_entropy(output, labels)
-        reference.backward()
-        grads[dtype] = to_torch.gradients(module, checked)
-        if dtype == torch.float64:
-            loss, _ = net.loss_and_grad(x, y)
-            assert loss == pytest.approx(reference.item(), rel=1e-4)
-    exact, single = grads[torch.float64], grads[torch.float32]
-    for key, grad in net.gradients().items():
-        torch_error = relative_error(single[key], exact[key], 1e-2)
-        assert relative_error(grad, exact[key], 1e-2) < max(1e-4, 4 * torch_error), key
+            return torch.nn.functional.nll_loss(torch.log(output), torch.from_numpy(y))
+        return torch.nn.functional.cross_entropy(output, torch.from_numpy(y))
+
+    assert loss == pytest.approx(float32_noise_bound(checked, net, x, loss_of), rel=1e-4)
+
+
+def test_yolov5s_matches_torch_at_a_small_input_with_every_head_in_the_loss():
+    """Its three Detect heads (3x64x64: 255x8x8, 4x4, 2x2) each take a gradient: the backward of
+    a sum of per-head losses, here sum(head * weight) with a random weight per head."""
+    torch = pytest.importorskip("torch")
+
+    batch = 4
+    text = at_input("yolov5s", "3x64x64") + "\ntrain {\n  loss p3\n}\n"
+    checked, net = build(text, batch)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((batch, *checked.graph.input_shape)).astype(np.float32)
+    heads = net.forward(x, training=True)
+    weights = {name: rng.standard_normal(h.shape).astype(np.float32) for name, h in heads.items()}
+    net.backward(weights)
+    assert [h.shape[1:] for h in heads.values()] == [(255, 8, 8), (255, 4, 4), (255, 2, 2)]
+
+    def loss_of(outputs):
+        return sum((out * torch.from_numpy(w).to(out.dtype)).sum() for out, w in
+                   zip(outputs, weights.values(), strict=True))  # fmt: skip
+
+    float32_noise_bound(checked, net, x, loss_of)
 
 
 def random_spec(rng: np.random.Generator) -> str:
@@ -390,6 +430,35 @@ def test_the_loss_reads_the_named_head_and_forward_gives_every_head(head):
         assert relative_error(grad, expected, 1e-2) < 1e-4, name
         if name.startswith(other):
             assert not np.any(grad), f"{name} is on the other head's branch"
+
+
+def test_backward_takes_a_gradient_for_each_head():
+    """The backward of a sum of per-head losses equals torch's to 1e-4; a head left out of the
+    dict contributes nothing; a wrong name or shape is an InputError naming the heads."""
+    torch = pytest.importorskip("torch")
+    from cnnc.runtime import to_torch
+
+    checked, net = build(HEADS + "train {\n  loss main\n}\n", batch=3)
+    module = to_torch.build(checked, net).double()
+    module.output = None
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 3, 8, 8)).astype(np.float32)
+    heads = net.forward(x, training=True)
+    weights = {name: rng.standard_normal(head.shape) for name, head in heads.items()}
+    for given in (["main", "aux"], ["aux"]):
+        net.forward(x, training=True)
+        net.backward({name: weights[name] for name in given})
+        module.zero_grad()
+        outputs = dict(zip(heads, module(torch.from_numpy(x).double()), strict=True))
+        sum((outputs[name] * torch.from_numpy(weights[name])).sum() for name in given).backward()
+        expected = to_torch.gradients(module, checked)
+        for name, grad in net.gradients().items():
+            wanted = np.zeros_like(grad) if expected[name] is None else expected[name]
+            assert relative_error(grad, wanted, 1e-2) < 1e-4, (given, name)
+    with pytest.raises(InputError, match="no head named 'p3'; the heads are main, aux"):
+        net.backward({"p3": weights["aux"]})
+    with pytest.raises(InputError, match=r"expected a gradient of shape \(3, 3\)"):
+        net.backward({"aux": weights["main"]})
 
 
 def test_training_several_heads_needs_the_loss_to_name_one():
