@@ -43,47 +43,6 @@ def test_a_chain_becomes_numbered_nodes():
     assert g.output == 5 and g.input_shape == (3, 32, 32) and g.name == "t"
 
 
-def test_arguments_are_interpreted_with_defaults():
-    g = graph(HEAD + "CONV 6@5x3 s2 p1x2 d2 nobias -> POOL avg 3x3 ceil -> FC 10")
-    conv, pool, fc = g.nodes[1:]
-    assert conv.attrs == {
-        "filters": 6,
-        "kernel": (5, 3),
-        "stride": (2, 2),
-        "pad": (1, 2),
-        "dilation": (2, 2),
-        "groups": 1,
-        "bias": False,
-    }
-    assert (pool.attrs["mode"], pool.attrs["kernel"], pool.attrs["stride"]) == ("avg", (3, 3), None)
-    assert pool.attrs["ceil"] is True and fc.attrs == {"units": 10, "bias": True}
-
-
-@pytest.mark.parametrize(
-    ("text", "attrs"),
-    [
-        ("CONV 8@3 same dw", {"kernel": (3, 3), "pad": "same", "groups": "dw"}),
-        ("CONV 8@3x3 valid g2", {"pad": (0, 0), "groups": 2}),
-        ("CONV 8@3x3 stride=2x1 groups=4", {"stride": (2, 1), "groups": 4}),
-        ("CONV 8@3x3 bias=0", {"bias": False}),
-        ("CONV kernel=3 filters=2*4", {"filters": 8, "kernel": (3, 3)}),
-        ("DECONV 8@2x2 s2 op1", {"outpad": (1, 1)}),
-        ("POOL max 2x2 s1 p1 exclude_pad", {"pad": (1, 1), "count_pad": False}),
-        ("POOL avg global", {"global": True, "mode": "avg"}),
-        ("POOL 3x3 mode=sum floor", {"mode": "sum", "ceil": False}),
-        ("DROPOUT 0.25", {"rate": 0.25}),
-        ("LEAKYRELU 0.2", {"slope": 0.2}),
-        ("UPSAMPLE 2x3", {"scale": (2, 3)}),
-        ("UPSAMPLE", {"scale": (2, 2)}),
-        ("LRN 3 alpha=2e-4", {"size": 3, "alpha": 2e-4}),
-        ("BN eps=1e-3 momentum=0.01", {"eps": 1e-3, "momentum": 0.01}),
-    ],
-)
-def test_argument_spellings(text, attrs):
-    node = graph(HEAD + text).nodes[1]
-    assert {key: node.attrs[key] for key in attrs} == attrs
-
-
 def test_repeats_and_block_calls_are_inlined():
     g = graph(
         HEAD + "block unit(c) {\n  in -> CONV c@3x3 p1 -> y\n  ADD(y, in) -> out\n}\n"
@@ -537,12 +496,6 @@ def test_a_condition_on_an_unknown_parameter_reports_once():
     source = HEAD + "block b(c) {\n  if k > 3 {\n    CONV c@1x1 -> z\n  }\n  z -> RELU\n}\n"
     (diagnostic,) = errors(source + "b(3) -> FC 10")
     assert "unknown parameter `k`" in diagnostic.message
-
-
-def test_a_pool_window_as_one_number():
-    g = graph(HEAD + "POOL max 3 s2 -> POOL avg 2 -> FC 10")
-    assert g.nodes[1].attrs["kernel"] == (3, 3) and g.nodes[2].attrs["kernel"] == (2, 2)
-    assert g.nodes[1].attrs["stride"] == (2, 2)
 
 
 # ---- several outputs -----------------------------------------------------------------------------
