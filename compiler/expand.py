@@ -388,8 +388,12 @@ class _Expander:
             repeat, callee = self.repeat_count(link, scope), self.callee(link, scope)
             if repeat is None or callee is None or current is None:
                 return None
+            block, given = callee
             for _ in range(repeat):
-                current = self.inline(link, *callee, current, scope)
+                params = self.fill_defaults(block, given, current)
+                if params is None:
+                    return None
+                current = self.inline(link, block, params, current, scope)
                 if current is None:
                     return None
             return current
@@ -516,7 +520,8 @@ class _Expander:
         return current
 
     def callee(self, call: Call, scope: _Scope) -> tuple[Block, dict] | None:
-        """The block a call names and its bound parameters; None after reporting why not."""
+        """The block a call names and the parameters the call gives; None after reporting why
+        not."""
         block = self.blocks.get(call.block)
         if block is None:
             hint = did_you_mean(call.block, self.blocks)
@@ -590,22 +595,30 @@ class _Expander:
                 ok = False
             else:
                 values[arg.key] = self.evaluate(arg.value, scope)
-        defaults = _Scope("", dict(values), {})
         for param in block.params:
-            if param.name not in values:
-                if param.default is None:
-                    self.problems.add(
-                        f"block `{block.name}` needs parameter `{param.name}`",
-                        call.loc,
-                        fix=f"call it as `{block.name}({', '.join(names)})`",
-                    )
-                    ok = False
-                else:
-                    values[param.name] = self.evaluate(param.default, defaults)
-                    defaults.params[param.name] = values[param.name]
+            if param.name not in values and param.default is None:
+                self.problems.add(
+                    f"block `{block.name}` needs parameter `{param.name}`",
+                    call.loc,
+                    fix=f"call it as `{block.name}({', '.join(names)})`",
+                )
+                ok = False
         if not ok or any(v is None for v in values.values()):
             return None
         return values
+
+    def fill_defaults(self, block: Block, given: dict, current: int) -> dict | None:
+        """The call's parameters with the defaults it leaves out, each worked out from the
+        parameters before it and the sizes of the block's input (`e=4*c`, `c=in.c`): once per
+        repetition, as a repeated block's input changes."""
+        defaults = _Scope("", dict(given), {"in": current})
+        for param in block.params:
+            if param.name not in given:
+                value = self.evaluate(param.default, defaults)
+                if value is None:
+                    return None
+                defaults.params[param.name] = value
+        return defaults.params
 
 
 def expand(

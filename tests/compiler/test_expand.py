@@ -435,6 +435,21 @@ def test_reading_a_size_of_an_unknown_tensor_or_field():
     assert "no size `k`" in diagnostic.message and "`in.c`" in diagnostic.fix
 
 
+def test_a_default_reads_the_input_of_each_repetition():
+    block = "block grow(c=in.c*2, k=c//3) { in -> CONV k@1x1 -> CONV c@1x1 }\n"
+    g = graph(HEAD + block + "grow() x3 -> FC 2")
+    assert [n.attrs["filters"] for n in g.nodes if n.kind == "CONV"] == [2, 6, 4, 12, 8, 24]
+    assert g.reads_sizes
+    g = graph(HEAD + block + "grow(5) x2 -> FC 2")
+    assert [n.attrs["filters"] for n in g.nodes if n.kind == "CONV"] == [1, 5, 1, 5]
+
+
+def test_a_bad_default_is_reported_once_at_the_default():
+    diagnostic = error(HEAD + "block b(c=x.c) { in -> CONV c@1x1 }\nb() x3 -> FC 3")
+    assert "`x` is not a tensor here (tensors: in)" in diagnostic.message
+    assert (diagnostic.loc.line, diagnostic.loc.col) == (2, 11)
+
+
 def test_a_size_read_after_a_shape_error_reports_that_error():
     source = HEAD + "block b() { CONV 4@64x64 -> y\n  y -> CONV y.c@1x1 }\nb() -> FC 3"
     diagnostic = errors(source)[0]
