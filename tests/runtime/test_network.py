@@ -180,8 +180,8 @@ def test_deeplab_blocks_match_torch_at_a_reduced_width():
         f"""input 3x24x24
         {blocks}
         CONV 8@3x3 s2 p1 nobias -> BN -> RELU
-          -> bottleneck_proj(4, s=1) -> bottleneck(4, d=2)
-          -> bottleneck_proj(8, s=1, d=2) -> bottleneck(8, d=4) -> features
+          -> bottleneck(4) -> bottleneck(4, d=2)
+          -> bottleneck(8, d=2) -> bottleneck(8, d=4) -> features
         features -> aspp() -> CONV 8@3x3 p1 nobias -> BN -> RELU -> CONV 5@1x1 -> logits
         UPSAMPLE(logits, in) bilinear""",
         batch=3,
