@@ -24,6 +24,7 @@ from numba.extending import intrinsic
 from cnnc.compiler import abi
 from cnnc.compiler.layers import KINDS
 
+from . import compile_pool
 from .kernels.config import JIT
 from .table import BACKWARD, FORWARD
 
@@ -114,17 +115,35 @@ def _entry(kernel) -> int:
 
 
 _entries: dict[object, int] = {}
+_TABLES = {"forward": FORWARD, "backward": BACKWARD}
 
 
-def _table(kernels, used: list[bool], label: str) -> np.ndarray:
-    """Entry addresses per kind index: the kernel for a used kind, the no-op for the others."""
+def _compile(directions: tuple[str, ...], used: list[bool]) -> None:
+    """Compile (or load) the used kinds' kernels of these directions, reporting each; with a
+    cold cache a child process compiles part of them on another core (see compile_pool)."""
     names = [kind.name for kind in KINDS]
-    todo = [i for i, u in enumerate(used) if u and kernels[i] not in _entries]
-    for done, i in enumerate(todo, 1):
+    todo = [
+        ((direction, i), _TABLES[direction][i])
+        for direction in directions
+        for i, u in enumerate(used)
+        if u and _TABLES[direction][i] not in _entries
+    ]
+    child, mine = compile_pool.start(todo, KERNEL_ARGS) if len(todo) > 1 else (None, todo)
+    order = mine + ([item for item in todo if item not in mine] if child else [])
+    for done, ((direction, i), kernel) in enumerate(order, 1):
+        if child is not None and (direction, i) in child.kernels:
+            child.collect()  # its kernels now load from the cache
+            child = None
         start = time.perf_counter()
-        _entries[kernels[i]] = _entry(kernels[i])
+        _entries[kernel] = _entry(kernel)
         for report in _progress:
-            report(done, len(todo), f"{names[i]} {label}", time.perf_counter() - start)
+            report(done, len(order), f"{names[i]} {direction}", time.perf_counter() - start)
+    if child is not None:
+        child.collect()
+
+
+def _table(kernels, used: list[bool]) -> np.ndarray:
+    """Entry addresses per kind index: the kernel for a used kind, the no-op for the others."""
     absent = _entries.get(_absent) or _entries.setdefault(_absent, _entry(_absent))
     return np.array([_entries[k] if u else absent for k, u in zip(kernels, used, strict=True)],
                     np.int64)  # fmt: skip
@@ -133,18 +152,21 @@ def _table(kernels, used: list[bool], label: str) -> np.ndarray:
 class Executor:
     """forward(rows, frows, A, P, G, S, W, n, training, seed); backward(..., last);
     forward_step(kind, A, P, G, S, W, row, frow, n, training, seed); backward_step(...).
-    The backward kernels are compiled at the first use of backward or backward_step."""
+    The backward kernels are compiled with the forward ones for a training plan (`backward`),
+    else at the first use of backward or backward_step."""
 
-    def __init__(self, used: list[bool]):
+    def __init__(self, used: list[bool], backward: bool = False):
         self._used = used
-        table = _table(FORWARD, used, "forward")
+        _compile(("forward", "backward") if backward else ("forward",), used)
+        table = _table(FORWARD, used)
         self.forward = partial(_forward, table)
         self.forward_step = partial(_step, table)
-        self._backward_table = None
+        self._backward_table = _table(BACKWARD, used) if backward else None
 
     def _backward_kernels(self) -> np.ndarray:
         if self._backward_table is None:
-            self._backward_table = _table(BACKWARD, self._used, "backward")
+            _compile(("backward",), self._used)
+            self._backward_table = _table(BACKWARD, self._used)
         return self._backward_table
 
     def backward(self, *args):
@@ -161,12 +183,15 @@ class Executor:
 _executors: dict[frozenset, Executor] = {}
 
 
-def for_kinds(kinds: frozenset[str]) -> Executor:
-    """The executor of plans whose steps are of these kinds (kernels compiled on first call)."""
+def for_kinds(kinds: frozenset[str], backward: bool = False) -> Executor:
+    """The executor of plans whose steps are of these kinds (kernels compiled on first call;
+    the backward ones with the forward ones if `backward`)."""
     if kinds not in _executors:
-        _executors[kinds] = Executor([kind.name in kinds for kind in KINDS])
+        _executors[kinds] = Executor([kind.name in kinds for kind in KINDS], backward)
+    elif backward:
+        _executors[kinds].compile_backward()
     return _executors[kinds]
 
 
 def for_plan(plan) -> Executor:
-    return for_kinds(frozenset(step.kind for step in plan.steps))
+    return for_kinds(frozenset(step.kind for step in plan.steps), plan.training)

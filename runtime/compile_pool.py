@@ -1,0 +1,129 @@
+"""Cold-cache compilation on two cores.
+
+Numba compiles one function at a time in a process (a global compiler lock), and with an empty
+cache the row adapters of a plan are nearly all of its start-up. So when more than one of them
+is missing from the cache and a second core is free, a child process compiles part of them
+into a private cache folder while this process compiles the rest; their cache files then move
+into the shared cache, where loading one takes milliseconds. (PyTorch's inductor compiles in
+worker processes for the same reason.)
+
+Numba's cache takes no lock: two processes saving entries of one function under different
+signatures can overwrite each other's data file. The child therefore writes only to its own
+folder, and only the entries of the kernels it was given move over: each is one row adapter,
+compiled only for KERNEL_ARGS and linked with its callees, so nothing else is needed to load it.
+
+Everything here is an optimisation: if the child fails, or numba's cache is laid out otherwise,
+the kernels it had are compiled here as before.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numba
+
+# A kernel given to the child: ("forward" or "backward", index in the kernel table).
+KernelId = tuple[str, int]
+
+
+def is_cached(kernel, signature) -> bool:
+    """Whether numba's cache holds `kernel` for `signature` (read from its index, not loaded)."""
+    try:
+        cache = kernel._cache
+        key = cache._index_key(signature, kernel.targetctx.codegen())
+        return key in cache._cache_file._load_index()
+    except Exception:  # noqa: BLE001 - another numba layout: assume cold, compile as before
+        return False
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class Child:
+    """A process compiling some kernels into its own cache folder."""
+
+    def __init__(self, kernels: dict[KernelId, object]):
+        self.kernels = kernels
+        cache = Path(numba.config.CACHE_DIR)  # <root>/<digest of the kernel sources>
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        self.root = Path(tempfile.mkdtemp(prefix="compiling-", dir=cache.parent))
+        self.digest = cache.name
+        names = [f"{table}:{index}" for table, index in kernels]
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(self.root)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cnnc.runtime.compile_pool", *names],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def collect(self) -> None:
+        """Wait for the child, then move its kernels' cache entries into the shared cache (data
+        files first, the index last, each by an atomic rename) and remove its folder."""
+        try:
+            if self.process.wait() != 0:
+                return
+            shared = Path(numba.config.CACHE_DIR)
+            for kernel in self.kernels.values():
+                cache = kernel._cache._cache_file
+                relative = Path(cache._cache_path).relative_to(shared)
+                source = self.root / self.digest / relative
+                index = source / cache._index_name
+                if not index.is_file():
+                    continue
+                target = Path(cache._cache_path)
+                target.mkdir(parents=True, exist_ok=True)
+                base = cache._index_name[: -len(".nbi")]
+                for data in source.glob(f"{base}.*.nbc"):
+                    os.replace(data, target / data.name)
+                os.replace(index, target / index.name)
+        except Exception:  # noqa: BLE001 - the kernels left behind are compiled here instead
+            pass
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start(todo: list[tuple[KernelId, object]], signature) -> tuple[Child | None, list]:
+    """Hand about half of the uncached kernels in `todo` to a child process when a second core
+    is free. Returns the child (or None) and the (id, kernel) pairs left to this process, in
+    order. The backward kernels go to the child first: a training plan's forward and backward
+    kernels take about as long to compile, and the forward ones are needed first."""
+    cold = [(kid, kernel) for kid, kernel in todo if not is_cached(kernel, signature)]
+    if len(cold) < 2 or _cores() < 2 or os.environ.get("CNNC_COMPILE_CHILD") == "0":
+        return None, todo
+    backward = [item for item in cold if item[0][0] == "backward"]
+    forward = [item for item in cold if item[0][0] == "forward"]
+    given = backward if backward and forward else cold[1::2]
+    try:
+        child = Child(dict(given))
+    except OSError:  # no folder or process to spare: compile everything here
+        return None, todo
+    handed = {kid for kid, _ in given}
+    return child, [item for item in todo if item[0] not in handed]
+
+
+def _main(names: list[str]) -> None:
+    from cnnc.runtime.executor import KERNEL_ARGS
+    from cnnc.runtime.table import BACKWARD, FORWARD
+
+    tables = {"forward": FORWARD, "backward": BACKWARD}
+    for name in names:
+        table, index = name.split(":")
+        tables[table][int(index)].compile(KERNEL_ARGS)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])
