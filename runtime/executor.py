@@ -132,6 +132,7 @@ def _compile(directions: tuple[str, ...], used: list[bool]) -> None:
     order = mine + ([item for item in todo if item not in mine] if child else [])
     for done, ((direction, i), kernel) in enumerate(order, 1):
         if child is not None and (direction, i) in child.kernels:
+            _warm_loops("backward" in directions)  # while the child finishes
             child.collect()  # its kernels now load from the cache
             child = None
         start = time.perf_counter()
@@ -140,6 +141,15 @@ def _compile(directions: tuple[str, ...], used: list[bool]) -> None:
             report(done, len(order), f"{names[i]} {direction}", time.perf_counter() - start)
     if child is not None:
         child.collect()
+
+
+def _warm_loops(backward: bool) -> None:
+    """Compile the executor's loops now (each called over no rows), not at the first step."""
+    table, rows, frows = np.zeros(1, np.int64), np.zeros((0, 1), np.int64), np.zeros((0, 1))
+    arena = np.zeros(1, np.float32)
+    _forward(table, rows, frows, arena, arena, arena, arena, arena, 1, True, 0)
+    if backward:
+        _backward(table, rows, frows, arena, arena, arena, arena, arena, 1, True, 0, -1)
 
 
 def _table(kernels, used: list[bool]) -> np.ndarray:
