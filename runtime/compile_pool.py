@@ -90,10 +90,14 @@ class Child:
         except Exception:  # noqa: BLE001 - the kernels left behind are compiled here instead
             pass
         finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
-            shutil.rmtree(self.root, ignore_errors=True)
+            self.cancel()
+
+    def cancel(self) -> None:
+        """Stop the child if it still runs and remove its folder."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def start(todo: list[tuple[KernelId, object]], signature) -> tuple[Child | None, list]:

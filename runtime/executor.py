@@ -130,17 +130,21 @@ def _compile(directions: tuple[str, ...], used: list[bool]) -> None:
     ]
     child, mine = compile_pool.start(todo, KERNEL_ARGS) if len(todo) > 1 else (None, todo)
     order = mine + ([item for item in todo if item not in mine] if child else [])
-    for done, ((direction, i), kernel) in enumerate(order, 1):
-        if child is not None and (direction, i) in child.kernels:
-            _warm_loops("backward" in directions)  # while the child finishes
-            child.collect()  # its kernels now load from the cache
-            child = None
-        start = time.perf_counter()
-        _entries[kernel] = _entry(kernel)
-        for report in _progress:
-            report(done, len(order), f"{names[i]} {direction}", time.perf_counter() - start)
-    if child is not None:
-        child.collect()
+    handed = set(child.kernels) if child else set()
+    try:
+        for done, ((direction, i), kernel) in enumerate(order, 1):
+            start = time.perf_counter()
+            if child is not None and (direction, i) in handed:
+                _warm_loops("backward" in directions)  # while the child finishes
+                child.collect()  # its kernels now load from the cache
+                child = None
+            _entries[kernel] = _entry(kernel)
+            name = f"{names[i]} {direction}" + (", second core" if (direction, i) in handed else "")
+            for report in _progress:
+                report(done, len(order), name, time.perf_counter() - start)
+    finally:
+        if child is not None:  # interrupted, or a kernel failed to compile here
+            child.cancel()
 
 
 def _warm_loops(backward: bool) -> None:
