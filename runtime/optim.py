@@ -8,21 +8,50 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from numba import njit, prange
 
-from .kernels.config import PJIT
+from .kernels.common import U
+from .kernels.config import JIT, PJIT
+
+# A momentum buffer whose gradient stays zero decays geometrically into float32 denormals,
+# where every operation takes ~100x longer (measured: a LeNet-5 batch-1 step 150 -> 413 us).
+# Below this magnitude it is set to zero; its contribution to a weight is below 1e-30 * lr.
+_FLUSH = np.float32(1e-30)
+_PARALLEL_SIZE = 1 << 18  # floats: smaller arenas update on the calling thread (see SERIAL_WORK)
+
+
+@njit(**JIT)
+def _sgd_range(P, G, V, lo, hi, lr, momentum, weight_decay, nesterov):
+    """Float32 arithmetic, as torch's, on unsigned indices, so the loop vectorises."""
+    lr, momentum, weight_decay = np.float32(lr), np.float32(momentum), np.float32(weight_decay)
+    if momentum == 0.0:
+        for i in range(U(lo), U(hi)):
+            P[i] -= lr * (G[i] + weight_decay * P[i])
+        return
+    for i in range(U(lo), U(hi)):
+        g = G[i] + weight_decay * P[i]
+        v = momentum * V[i] + g
+        v = v if abs(v) >= _FLUSH else np.float32(0.0)
+        V[i] = v
+        P[i] -= lr * (g + momentum * v if nesterov else v)
 
 
 @njit(**PJIT)
+def _sgd_chunks(P, G, V, lr, momentum, weight_decay, nesterov, nch):
+    size = P.shape[0]
+    for c in prange(nch):
+        _sgd_range(P, G, V, c * size // nch, (c + 1) * size // nch, lr, momentum, weight_decay,
+                   nesterov)  # fmt: skip
+
+
 def sgd_update(P, G, V, lr, momentum, weight_decay, nesterov):
     """torch.optim.SGD (dampening 0): the momentum buffer starts at the first gradient."""
-    for i in prange(P.shape[0]):
-        g = G[i] + weight_decay * P[i]
-        if momentum != 0.0:
-            V[i] = momentum * V[i] + g
-            g = g + momentum * V[i] if nesterov else V[i]
-        P[i] -= lr * g
+    if P.shape[0] < _PARALLEL_SIZE or numba.get_num_threads() == 1:
+        _sgd_range(P, G, V, 0, P.shape[0], lr, momentum, weight_decay, nesterov)
+    else:
+        _sgd_chunks(P, G, V, lr, momentum, weight_decay, nesterov, numba.get_num_threads())
 
 
 @njit(**PJIT)

@@ -197,3 +197,30 @@ def test_a_schedule_drives_the_optimizer_like_a_torch_scheduler():
     expected = torch_rates("CosineAnnealingLR", {"T_max": BATCHES}, True, 0.05, 1)
     assert rates == pytest.approx(expected, rel=1e-6, abs=1e-12)
     run_both(OptimizerConfig("adam", lr=0.05, weight_decay=0.01), rates, seed=2)
+
+
+def test_sgd_in_chunks_equals_the_serial_loop():
+    from cnnc.runtime import optim
+
+    rng = np.random.default_rng(3)
+    size = optim._PARALLEL_SIZE + 3
+    P, G = rng.standard_normal((2, size)).astype(np.float32)
+    V = rng.standard_normal(size).astype(np.float32)
+    serial, chunked = (P.copy(), V.copy()), (P.copy(), V.copy())
+    optim._sgd_range(serial[0], G, serial[1], 0, size, 0.1, 0.9, 1e-4, True)
+    optim._sgd_chunks(chunked[0], G, chunked[1], 0.1, 0.9, 1e-4, True, 3)
+    np.testing.assert_array_equal(serial[0], chunked[0])
+    np.testing.assert_array_equal(serial[1], chunked[1])
+
+
+def test_a_momentum_with_no_gradient_decays_to_zero_not_into_denormals():
+    optimizer = Optimizer(OptimizerConfig("sgd", lr=0.1, momentum=0.5), 4)
+    optimizer.state["slot0"][:] = 1e-29
+    P, G = np.ones(4, np.float32), np.zeros(4, np.float32)
+    for _ in range(3):
+        optimizer.step(P, G, 0.1)
+    assert np.all(optimizer.state["slot0"] == np.float32(1e-29) / 8)  # above the flush bound
+    for _ in range(200):  # without the flush: 1e-29 * 0.5**100 is a float32 denormal
+        optimizer.step(P, G, 0.1)
+        assert np.all((optimizer.state["slot0"] == 0) | (optimizer.state["slot0"] >= 1e-30))
+    assert np.all(optimizer.state["slot0"] == 0)
