@@ -434,6 +434,7 @@ def parser() -> argparse.ArgumentParser:
         "else the bundled sample)",
     )
     evaluate.add_argument("--batch", type=positive_int, default=256, help="images per forward pass")
+    evaluate.add_argument("--tta", action="store_true", help=cli_train.TTA_HELP)
     evaluate.add_argument(
         "--format", choices=("text", "json"), default="text", help="output format"
     )
@@ -453,6 +454,7 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--top", type=positive_int, default=3, help="classes to show per image (default 3)"
     )
+    predict.add_argument("--tta", action="store_true", help=cli_train.TTA_HELP)
     predict.add_argument(
         "--format", choices=("text", "json"), default="text", help="output format (default text)"
     )

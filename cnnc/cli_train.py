@@ -42,8 +42,15 @@ def _count(text: str) -> int:
     return int(text)
 
 
+TTA_HELP = (
+    "test-time augmentation: average each image's class probabilities with its left-right "
+    "mirror's (classifiers; helps nets trained with flip; default: off)"
+)
+
+
 def add_training_options(train) -> None:
     """The options of validation-driven training and augmentation (issue 16)."""
+    train.add_argument("--tta", action="store_true", help="for the final test: " + TTA_HELP)
     train.add_argument(
         "--augment",
         type=_augment_arg,
@@ -194,7 +201,14 @@ def cmd_train(args) -> int:
     executor.on_compile(None if args.quiet else _compiling())
     try:
         trainer = Trainer(
-            args.spec, config, dataset, out, quiet=args.quiet, checked=checked, run=run_options
+            args.spec,
+            config,
+            dataset,
+            out,
+            quiet=args.quiet,
+            checked=checked,
+            run=run_options,
+            tta=args.tta,
         )
         trainer.network.executor.compile_backward()  # now, under the progress lines, not at 0%
     finally:
@@ -347,6 +361,8 @@ def cmd_eval(args) -> int:
     )
     check_input_shape(dataset, tuple(checked.graph.input_shape))
     part = dataset.test() or dataset
+    if args.tta and (network.dense or dataset.dense):
+        raise UsageError("--tta averages class probabilities; this network outputs a map")
     if network.dense or dataset.dense:
         from cnnc.cli_dense import eval_masks
         from cnnc.runtime.segmentation import check_targets
@@ -355,7 +371,9 @@ def cmd_eval(args) -> int:
         network.set_loss(config.get("ignore_index", 255), config.get("class_weights") or None)
         check_targets(part, network)
         return eval_masks(args, network, part, meta["normalization"])
-    loss, accuracy, confusion = evaluate(network, part, meta["normalization"], args.batch)
+    loss, accuracy, confusion = evaluate(
+        network, part, meta["normalization"], args.batch, mirrored=args.tta
+    )
     names = list(part.classes) or [str(i) for i in range(len(confusion))]
     per_class = [float(confusion[i, i] / max(confusion[i].sum(), 1)) for i in range(len(names))]
     if args.format == "json":
@@ -363,6 +381,7 @@ def cmd_eval(args) -> int:
             json.dumps(
                 {
                     "images": int(confusion.sum()),
+                    "tta": args.tta,
                     "loss": loss,
                     "accuracy": accuracy,
                     "classes": names,
@@ -373,7 +392,11 @@ def cmd_eval(args) -> int:
             )
         )
         return 0
-    print(f"{part.name}: {int(confusion.sum())} images  loss {loss:.4f}  accuracy {accuracy:.4f}")
+    averaged = ", each averaged with its mirror" if args.tta else ""
+    print(
+        f"{part.name}: {int(confusion.sum())} images{averaged}  loss {loss:.4f}  "
+        f"accuracy {accuracy:.4f}"
+    )
     width = max(len(n) for n in names)
     print("per-class accuracy:")
     for name, value in zip(names, per_class, strict=True):
@@ -406,6 +429,8 @@ def cmd_predict(args) -> int:
     if warning:
         print(warning, file=sys.stderr)
     chw = tuple(checked.graph.input_shape)
+    if args.tta and network.dense:
+        raise UsageError("--tta averages class probabilities; this network outputs a map")
     if network.dense:
         from cnnc.cli_dense import predict_masks
 
@@ -424,10 +449,7 @@ def cmd_predict(args) -> int:
         chunk = paths[start : start + network.batch]
         notes = [describe_conversion(path, chw) for path in chunk]
         x = normalize(load_images(chunk, chw), meta["normalization"])
-        scores = network.forward(x).reshape(len(chunk), -1)
-        if checked.output.node.kind != "SOFTMAX":
-            shifted = scores - scores.max(axis=1, keepdims=True)
-            scores = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+        scores = network.probabilities(x, mirrored=args.tta)
         if len(names) != scores.shape[1]:
             names = [str(i) for i in range(scores.shape[1])]
         for path, row, note in zip(chunk, scores, notes, strict=True):

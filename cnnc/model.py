@@ -70,25 +70,19 @@ class Model:
             f"weights {self.weights_path})"
         )
 
-    def predict(self, images) -> np.ndarray:
+    def predict(self, images, tta: bool = False) -> np.ndarray:
         """Class probabilities, (N, classes), for images given as PIL images, a list of them,
         uint8 (0..255) or float (0..1) arrays (N, C, H, W), (C, H, W), (H, W) or (N, H, W)
-        for grey, or (H, W, 3) for one RGB image. The training normalisation is applied."""
+        for grey, or (H, W, 3) for one RGB image. The training normalisation is applied.
+        `tta`: average each image's probabilities with its left-right mirror's."""
         from cnnc.runtime.batches import normalize
 
         x = self._as_batch(images)
         out = np.empty((len(x), len(self.classes)), np.float32)
         for start in range(0, len(x), self.batch):
             chunk = normalize(x[start : start + self.batch], self.normalization)
-            out[start : start + len(chunk)] = self._probabilities(self.network.forward(chunk))
+            out[start : start + len(chunk)] = self.network.probabilities(chunk, mirrored=tta)
         return out
-
-    def _probabilities(self, output: np.ndarray) -> np.ndarray:
-        scores = output.reshape(len(output), -1)
-        if self.checked.output.node.kind == "SOFTMAX":
-            return scores
-        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
 
     def _as_batch(self, images) -> np.ndarray:
         c, h, w = self.input_shape

@@ -234,6 +234,25 @@ class Network:
         out = self.plan.tensors[self.plan.output]
         return self._tensor(out.offset, out.shape, n).copy()
 
+    def probabilities(self, x, mirrored: bool = False) -> np.ndarray:
+        """Class probabilities (n, classes) of a classifier: its output if it ends in SOFTMAX,
+        else the softmax of it. `mirrored`: the mean of the image's and its left-right mirror's
+        (test-time augmentation, for nets trained with `flip`)."""
+        if self.dense:
+            raise InputError("class probabilities are for a classifier; this network outputs a map")
+        scores = self._probabilities(self.forward(x))
+        if mirrored:
+            flipped = np.ascontiguousarray(np.asarray(x, np.float32)[..., ::-1])
+            scores = (scores + self._probabilities(self.forward(flipped))) / 2
+        return scores
+
+    def _probabilities(self, output: np.ndarray) -> np.ndarray:
+        scores = output.reshape(len(output), -1)
+        if self.checked.output.node.kind == "SOFTMAX":
+            return scores
+        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
+
     def outputs(self) -> dict[str, np.ndarray]:
         """A copy of every head of the last forward or evaluate call, by name."""
         heads = self.plan.outputs or (("output", self.plan.output),)

@@ -146,7 +146,9 @@ class Trainer:
         log=print,
         checked: Checked | None = None,
         run: dict | None = None,
+        tta: bool = False,
     ):
+        self.tta = tta  # the final test also averages each image with its mirror
         self.run_options = run or {}
         self.spec_source = Path(spec_path).read_text()
         if checked is None:
@@ -331,6 +333,16 @@ class Trainer:
                 self.log(
                     f"test: loss {loss:.4f}  accuracy {accuracy:.4f}  ({len(self.test_set)} images)"
                 )
+                if self.tta:
+                    loss, accuracy, _ = evaluate(
+                        network, self.test_set, self.norm, self.config.batch, mirrored=True
+                    )
+                    result.update(tta_test_loss=loss, tta_test_acc=accuracy)
+                    self.log(
+                        f"test, each image averaged with its mirror (--tta): loss {loss:.4f}  "
+                        f"accuracy {accuracy:.4f}"
+                    )
+                    loss, accuracy = result["test_loss"], result["test_acc"]
             best = self.out / run_files.BEST
             if watch.best_epoch and watch.best_epoch != progress.epoch and best.exists():
                 loss, accuracy = self._evaluate_checkpoint(best, self.test_set)
@@ -441,9 +453,10 @@ def _iou_fields(part: str, confusion) -> dict:
     return {f"{part}_miou": figures["mean_iou"], f"{part}_iou": figures["per_class_iou"]}
 
 
-def evaluate(network: Network, dataset: Dataset, norm, batch: int):
+def evaluate(network: Network, dataset: Dataset, norm, batch: int, mirrored: bool = False):
     """(mean loss, accuracy, confusion matrix[true, predicted]) over a dataset; for a map
-    output the pixel accuracy and the confusion of pixels."""
+    output the pixel accuracy and the confusion of pixels. `mirrored` (classifiers): each
+    image's probabilities averaged with its left-right mirror's, the loss that of the mean."""
     if network.dense:
         return segmentation.evaluate_masks(network, dataset, norm, batch)
     classes = network.classes
@@ -456,9 +469,14 @@ def evaluate(network: Network, dataset: Dataset, norm, batch: int):
     confusion = np.zeros((classes, classes), np.int64)
     loss_sum = 0.0
     for x, y in iter_batches(dataset, batch, norm=norm):
-        batch_loss, _ = network.evaluate(x, y)
-        loss_sum += batch_loss
-        predicted = network.output().reshape(len(y), -1).argmax(axis=1)
+        if mirrored:
+            p = network.probabilities(x, mirrored=True)
+            loss_sum -= float(np.log(np.maximum(p[np.arange(len(y)), y], 1e-30)).sum())
+            predicted = p.argmax(axis=1)
+        else:
+            batch_loss, _ = network.evaluate(x, y)
+            loss_sum += batch_loss
+            predicted = network.output().reshape(len(y), -1).argmax(axis=1)
         np.add.at(confusion, (y, predicted), 1)
     total = max(confusion.sum(), 1)
     return loss_sum / total, float(np.trace(confusion)) / total, confusion

@@ -72,6 +72,37 @@ def test_eval_and_predict_take_the_run_folder_alone(run, tmp_path, capsys):
     assert captured.out.count("\n") == 2 and "converted RGB to grey" in captured.err
 
 
+def test_tta_averages_each_image_with_its_mirror(run, capsys):
+    model = cnnc.load(run)
+    x = load_data(None).x_test[:40]
+    mirrored = (model.predict(x) + model.predict(x[..., ::-1])) / 2
+    assert np.allclose(model.predict(x, tta=True), mirrored, atol=1e-6)
+    symmetric = np.concatenate([x[..., :14], x[..., :14][..., ::-1]], axis=-1)
+    assert np.allclose(model.predict(symmetric, tta=True), model.predict(symmetric), atol=1e-6)
+
+    data = load_data(None)
+    labels = data.y_test
+    probabilities = model.predict(data.x_test, tta=True)
+    assert main(["eval", str(run), "--tta", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["tta"] is True
+    assert report["accuracy"] == pytest.approx((probabilities.argmax(1) == labels).mean())
+    nll = -np.log(probabilities[np.arange(len(labels)), labels]).mean()
+    assert report["loss"] == pytest.approx(nll, rel=1e-5)
+    assert main(["eval", str(run), "--tta"]) == 0
+    assert "2000 images, each averaged with its mirror" in capsys.readouterr().out
+
+
+def test_train_with_tta_also_reports_the_mirror_averaged_test(tmp_path, capsys):
+    spec = tmp_path / "tiny.cnn"
+    spec.write_text(TINY)
+    args = ["train", str(spec), "--epochs", "1", "--limit", "300", "--batch", "50", "--tta"]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    (line,) = [line for line in lines if "(--tta)" in line]
+    assert line.startswith("test, each image averaged with its mirror (--tta): loss ")
+
+
 def test_eval_warns_when_the_spec_is_not_the_one_trained(run, tmp_path, capsys):
     changed = tmp_path / "changed.cnn"
     changed.write_text(TINY.replace("POOL max", "POOL avg"))

@@ -386,6 +386,17 @@ def test_backward_of_any_output_gradient():
     assert np.abs(net.gradients()["conv1.weight"]).sum() > 0
 
 
+def test_class_probabilities_average_with_the_mirror_and_refuse_a_map():
+    _, net = build("input 1x4x6\nCONV 2@3x3 -> FC 3", batch=2, training=False)
+    x = np.random.default_rng(2).standard_normal((2, 1, 4, 6)).astype(np.float32)
+    plain, mirror = net.probabilities(x), net.probabilities(x[..., ::-1].copy())
+    assert np.allclose(plain.sum(axis=1), 1) and not np.allclose(plain, mirror)
+    assert np.allclose(net.probabilities(x, mirrored=True), (plain + mirror) / 2)
+    _, dense = build("input 1x4x4\nCONV 2@3x3 p1", batch=1, training=False)
+    with pytest.raises(InputError, match="outputs a map"):
+        dense.probabilities(np.zeros((1, 1, 4, 4), np.float32))
+
+
 def test_parameters_are_named_views():
     _, net = build("input 1x4x4\nCONV 2@3x3 -> FC 3 -> SOFTMAX", batch=1)
     params = net.parameters()
