@@ -54,20 +54,46 @@ def sgd_update(P, G, V, lr, momentum, weight_decay, nesterov):
         _sgd_chunks(P, G, V, lr, momentum, weight_decay, nesterov, numba.get_num_threads())
 
 
+@njit(**JIT)
+def _adam_range(P, G, M, V, lo, hi, lr, beta1, beta2, eps, weight_decay, decoupled, step):
+    """Float32 arithmetic, as torch's, on unsigned indices; moments below 1e-30 (M) and 1e-38
+    (V, a square) flushed to zero, as the momentum in _sgd_range."""
+    correction1 = np.float32(1.0 - beta1**step)
+    root2 = np.float32(np.sqrt(1.0 - beta2**step))
+    step_size = np.float32(lr) / correction1
+    # torch's order: m.lerp_(g, 1 - b1); v.mul_(b2).addcmul_(g, g, value=1 - b2), each weight
+    # rounded from float64 once
+    w1, b2, w2 = np.float32(1.0 - beta1), np.float32(beta2), np.float32(1.0 - beta2)
+    e = np.float32(eps)
+    decay = np.float32(1.0 - lr * weight_decay) if decoupled else np.float32(1.0)
+    coupled = np.float32(0.0) if decoupled else np.float32(weight_decay)
+    zero, tiny = np.float32(0.0), np.float32(1e-38)
+    for i in range(U(lo), U(hi)):
+        p = P[i] * decay
+        g = G[i] + coupled * p
+        m = M[i] + w1 * (g - M[i])
+        v = V[i] * b2 + w2 * g * g
+        m = m if abs(m) >= _FLUSH else zero
+        v = v if v >= tiny else zero
+        M[i], V[i] = m, v
+        P[i] = p - step_size * (m / (np.sqrt(v) / root2 + e))
+
+
 @njit(**PJIT)
+def _adam_chunks(P, G, M, V, lr, beta1, beta2, eps, weight_decay, decoupled, step, nch):
+    size = P.shape[0]
+    for c in prange(nch):
+        _adam_range(P, G, M, V, c * size // nch, (c + 1) * size // nch, lr, beta1, beta2, eps,
+                    weight_decay, decoupled, step)  # fmt: skip
+
+
 def adam_update(P, G, M, V, lr, beta1, beta2, eps, weight_decay, decoupled, step):
     """torch.optim.Adam, or AdamW when `decoupled` (weight decay applied to the weights)."""
-    correction1 = 1.0 - beta1**step
-    correction2 = 1.0 - beta2**step
-    for i in prange(P.shape[0]):
-        g = G[i]
-        if decoupled:
-            P[i] *= 1.0 - lr * weight_decay
-        else:
-            g += weight_decay * P[i]
-        M[i] = beta1 * M[i] + (1.0 - beta1) * g
-        V[i] = beta2 * V[i] + (1.0 - beta2) * g * g
-        P[i] -= lr * (M[i] / correction1) / (np.sqrt(V[i] / correction2) + eps)
+    args = (lr, beta1, beta2, eps, weight_decay, decoupled, step)
+    if P.shape[0] < _PARALLEL_SIZE or numba.get_num_threads() == 1:
+        _adam_range(P, G, M, V, 0, P.shape[0], *args)
+    else:
+        _adam_chunks(P, G, M, V, *args, numba.get_num_threads())
 
 
 @dataclass(frozen=True)
