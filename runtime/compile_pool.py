@@ -5,7 +5,9 @@ cache the row adapters of a plan are nearly all of its start-up. So when more th
 is missing from the cache and a second core is free, a child process compiles part of them
 into a private cache folder while this process compiles the rest; their cache files then move
 into the shared cache, where loading one takes milliseconds. (PyTorch's inductor compiles in
-worker processes for the same reason.)
+worker processes for the same reason.) Whoever finishes first takes over the other's work: each
+kernel is claimed (an exclusively created file) before it is compiled, the child from the front
+of its list, this process, done with its own, from the back.
 
 Numba's cache takes no lock: two processes saving entries of one function under different
 signatures can overwrite each other's data file. The child therefore writes only to its own
@@ -57,8 +59,11 @@ class Child:
         cache.parent.mkdir(parents=True, exist_ok=True)
         self.root = Path(tempfile.mkdtemp(prefix="compiling-", dir=cache.parent))
         self.digest = cache.name
+        self.claims = self.root / "claims"
+        self.claims.mkdir()
+        self.taken: set[KernelId] = set()  # claimed back by this process
         names = [f"{table}:{index}" for table, index in kernels]
-        env = {**os.environ, "NUMBA_CACHE_DIR": str(self.root)}
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(self.root), CLAIMS: str(self.claims)}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cnnc.runtime.compile_pool", *names],
             env=env,
@@ -67,6 +72,13 @@ class Child:
             stderr=subprocess.DEVNULL,
         )
 
+    def take(self, kernel: KernelId) -> bool:
+        """Claim one of the child's kernels for this process; False once the child has it."""
+        if claim(self.claims, kernel):
+            self.taken.add(kernel)
+            return True
+        return False
+
     def collect(self) -> None:
         """Wait for the child, then move its kernels' cache entries into the shared cache (data
         files first, the index last, each by an atomic rename) and remove its folder."""
@@ -74,7 +86,9 @@ class Child:
             if self.process.wait() != 0:
                 return
             shared = Path(numba.config.CACHE_DIR)
-            for kernel in self.kernels.values():
+            for kid, kernel in self.kernels.items():
+                if kid in self.taken:
+                    continue
                 cache = kernel._cache._cache_file
                 relative = Path(cache._cache_path).relative_to(shared)
                 source = self.root / self.digest / relative
@@ -98,6 +112,18 @@ class Child:
             self.process.kill()
             self.process.wait()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+CLAIMS = "CNNC_COMPILE_CLAIMS"  # the child's environment: the folder of claims
+
+
+def claim(folder: Path, kernel: KernelId) -> bool:
+    """Create the kernel's claim; False if the other process made it first."""
+    try:
+        os.close(os.open(folder / f"{kernel[0]}-{kernel[1]}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
 
 
 def start(todo: list[tuple[KernelId, object]], signature) -> tuple[Child | None, list]:
@@ -124,9 +150,11 @@ def _main(names: list[str]) -> None:
     from cnnc.runtime.table import BACKWARD, FORWARD
 
     tables = {"forward": FORWARD, "backward": BACKWARD}
+    claims = Path(os.environ[CLAIMS])
     for name in names:
         table, index = name.split(":")
-        tables[table][int(index)].compile(KERNEL_ARGS)
+        if claim(claims, (table, int(index))):
+            tables[table][int(index)].compile(KERNEL_ARGS)
 
 
 if __name__ == "__main__":

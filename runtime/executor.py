@@ -129,19 +129,34 @@ def _compile(directions: tuple[str, ...], used: list[bool]) -> None:
         if u and _TABLES[direction][i] not in _entries
     ]
     child, mine = compile_pool.start(todo, KERNEL_ARGS) if len(todo) > 1 else (None, todo)
-    order = mine + ([item for item in todo if item not in mine] if child else [])
-    handed = set(child.kernels) if child else set()
+    handed = list(child.kernels.items()) if child else []
+    done = 0
+
+    def load(kid, kernel, where: str = "", waited: float = 0.0) -> None:
+        nonlocal done
+        start = time.perf_counter() - waited
+        _entries[kernel] = _entry(kernel)
+        done += 1
+        for report in _progress:
+            report(done, len(todo), f"{names[kid[1]]} {kid[0]}{where}", time.perf_counter() - start)
+
     try:
-        for done, ((direction, i), kernel) in enumerate(order, 1):
-            start = time.perf_counter()
-            if child is not None and (direction, i) in handed:
-                _warm_loops("backward" in directions)  # while the child finishes
-                child.collect()  # its kernels now load from the cache
-                child = None
-            _entries[kernel] = _entry(kernel)
-            name = f"{names[i]} {direction}" + (", second core" if (direction, i) in handed else "")
-            for report in _progress:
-                report(done, len(order), name, time.perf_counter() - start)
+        for kid, kernel in mine:
+            load(kid, kernel)
+        if child is not None:
+            _warm_loops("backward" in directions)
+            for kid, kernel in reversed(handed):  # the child's unstarted ones, from the back
+                if not child.take(kid):
+                    break
+                load(kid, kernel)
+            waited = time.perf_counter()
+            child.collect()  # the rest now load from the cache
+            waited = time.perf_counter() - waited
+            for kid, kernel in handed:
+                if kid not in child.taken:
+                    load(kid, kernel, ", second core", waited)  # the first line shows the wait
+                    waited = 0.0
+            child = None
     finally:
         if child is not None:  # interrupted, or a kernel failed to compile here
             child.cancel()
