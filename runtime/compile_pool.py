@@ -31,6 +31,9 @@ import numba
 
 # A kernel given to the child: ("forward" or "backward", index in the kernel table).
 KernelId = tuple[str, int]
+# A child still compiling after this long is stopped and its kernels compiled here (a kernel
+# takes seconds, a minute on a crowded machine).
+CHILD_TIMEOUT_S = 600
 
 
 def is_cached(kernel, signature) -> bool:
@@ -83,7 +86,7 @@ class Child:
         """Wait for the child, then move its kernels' cache entries into the shared cache (data
         files first, the index last, each by an atomic rename) and remove its folder."""
         try:
-            if self.process.wait() != 0:
+            if self.process.wait(timeout=CHILD_TIMEOUT_S) != 0:
                 return
             shared = Path(numba.config.CACHE_DIR)
             for kid, kernel in self.kernels.items():
@@ -101,7 +104,7 @@ class Child:
                 for data in source.glob(f"{base}.*.nbc"):
                     os.replace(data, target / data.name)
                 os.replace(index, target / index.name)
-        except Exception:  # noqa: BLE001 - the kernels left behind are compiled here instead
+        except Exception:  # noqa: BLE001 - a timeout, a failed move: those kernels compile here
             pass
         finally:
             self.cancel()

@@ -100,3 +100,15 @@ def test_without_the_child_everything_compiles_here(tmp_path):
 def test_a_claim_is_made_once(tmp_path):
     assert claim(tmp_path, ("backward", 3)) and not claim(tmp_path, ("backward", 3))
     assert claim(tmp_path, ("forward", 3))
+
+
+def test_a_child_past_its_time_is_stopped_and_its_folder_removed(monkeypatch):
+    from cnnc.runtime import compile_pool
+
+    monkeypatch.setattr(compile_pool, "CHILD_TIMEOUT_S", 0.2)
+    popen = subprocess.Popen
+    hang = [sys.executable, "-c", "import time; time.sleep(60)"]
+    monkeypatch.setattr(compile_pool.subprocess, "Popen", lambda _, **kw: popen(hang, **kw))
+    child = compile_pool.Child({})
+    child.collect()
+    assert child.process.returncode is not None and not child.root.exists()
