@@ -753,10 +753,11 @@ def test_count_correct():
     assert loss.count_correct(A, 0, 3, labels, 4) == 3
 
 
-@pytest.mark.parametrize("k, s, p", [(2, 2, 0), (3, 2, 0), (3, 1, 0), (3, 2, 1)])
+@pytest.mark.parametrize("k, s, p", [(2, 2, 0), (2, 1, 0), (3, 2, 0), (3, 1, 0), (3, 2, 1)])
 def test_max_pool_takes_the_first_maximum_and_keeps_nan(k, s, p):
-    """Ties and NaN through the unrolled 2x2, the plain kxk and the padded (general) loops:
-    forward is torch's (NaN wins), and the gradient goes to the first of equal maxima."""
+    """Ties and NaN through the unrolled 2x2 (strided and overlapping), the plain kxk and the
+    padded (general) loops: forward is torch's (NaN wins), and the gradient goes to the first of
+    equal maxima, or to the first NaN."""
     from cnnc.runtime.kernels.pool import MAX, pool_backward, pool_forward
 
     torch = pytest.importorskip("torch")
@@ -776,6 +777,11 @@ def test_max_pool_takes_the_first_maximum_and_keeps_nan(k, s, p):
     pool_forward(y, x.reshape(-1), *attrs)
     expected = torch.nn.functional.max_pool2d(torch.tensor(x[None]), k, s, p).numpy()
     np.testing.assert_array_equal(y, expected.reshape(-1))
+    dx[:] = 0.0
+    pool_backward(dx, dy, x.reshape(-1), *attrs)
+    xt = torch.tensor(x[None], requires_grad=True)
+    torch.nn.functional.max_pool2d(xt, k, s, p).backward(torch.tensor(dy.reshape(yt.shape)))
+    np.testing.assert_array_equal(dx, xt.grad.numpy().reshape(-1))
 
 
 def test_hard_activations_take_torchs_branch_at_the_kinks():
