@@ -342,6 +342,11 @@ def _network_with_weights(spec: str, weights: str, batch: int):
     return checked, network, meta
 
 
+def _refuse_tta_on_maps(args, dense: bool) -> None:
+    if args.tta and dense:
+        raise UsageError("--tta averages class probabilities; this network outputs a map")
+
+
 def cmd_eval(args) -> int:
     import json
     import sys
@@ -361,8 +366,7 @@ def cmd_eval(args) -> int:
     )
     check_input_shape(dataset, tuple(checked.graph.input_shape))
     part = dataset.test() or dataset
-    if args.tta and (network.dense or dataset.dense):
-        raise UsageError("--tta averages class probabilities; this network outputs a map")
+    _refuse_tta_on_maps(args, network.dense or dataset.dense)
     if network.dense or dataset.dense:
         from cnnc.cli_dense import eval_masks
         from cnnc.runtime.segmentation import check_targets
@@ -429,8 +433,7 @@ def cmd_predict(args) -> int:
     if warning:
         print(warning, file=sys.stderr)
     chw = tuple(checked.graph.input_shape)
-    if args.tta and network.dense:
-        raise UsageError("--tta averages class probabilities; this network outputs a map")
+    _refuse_tta_on_maps(args, network.dense)
     if network.dense:
         from cnnc.cli_dense import predict_masks
 

@@ -138,8 +138,7 @@ def start(todo: list[tuple[KernelId, object]], signature) -> tuple[Child | None,
     if len(cold) < 2 or _cores() < 2 or os.environ.get("CNNC_COMPILE_CHILD") == "0":
         return None, todo
     backward = [item for item in cold if item[0][0] == "backward"]
-    forward = [item for item in cold if item[0][0] == "forward"]
-    given = backward if backward and forward else cold[1::2]
+    given = backward if 0 < len(backward) < len(cold) else cold[1::2]
     try:
         child = Child(dict(given))
     except OSError:  # no folder or process to spare: compile everything here

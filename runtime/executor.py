@@ -128,7 +128,7 @@ def _compile(directions: tuple[str, ...], used: list[bool]) -> None:
         for i, u in enumerate(used)
         if u and _TABLES[direction][i] not in _entries
     ]
-    child, mine = compile_pool.start(todo, KERNEL_ARGS) if len(todo) > 1 else (None, todo)
+    child, mine = compile_pool.start(todo, KERNEL_ARGS)
     handed = list(child.kernels.items()) if child else []
     done = 0
 

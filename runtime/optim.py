@@ -8,23 +8,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .kernels.common import U
-from .kernels.config import JIT, PJIT
+from .kernels.common import U, chunk, nchunks, parallel_chunks
+from .kernels.config import JIT
 
 # A momentum buffer whose gradient stays zero decays geometrically into float32 denormals,
 # where every operation takes ~100x longer (measured: a LeNet-5 batch-1 step 150 -> 413 us).
 # Below this magnitude it is set to zero; its contribution to a weight is below 1e-30 * lr.
 _FLUSH = np.float32(1e-30)
-_PARALLEL_SIZE = 1 << 18  # floats: smaller arenas update on the calling thread (see SERIAL_WORK)
+_FLOPS = 4  # per parameter, roughly: what nchunks weighs against SERIAL_WORK
 
 
 @njit(**JIT)
-def _sgd_range(P, G, V, lo, hi, lr, momentum, weight_decay, nesterov):
+def _sgd_chunk(c, nch, P, G, V, lr, momentum, weight_decay, nesterov):
     """Float32 arithmetic, as torch's, on unsigned indices, so the loop vectorises."""
+    lo, hi = chunk(c, nch, P.shape[0])
     lr, momentum, weight_decay = np.float32(lr), np.float32(momentum), np.float32(weight_decay)
     if momentum == 0.0:
         for i in range(U(lo), U(hi)):
@@ -38,26 +38,21 @@ def _sgd_range(P, G, V, lo, hi, lr, momentum, weight_decay, nesterov):
         P[i] -= lr * (g + momentum * v if nesterov else v)
 
 
-@njit(**PJIT)
-def _sgd_chunks(P, G, V, lr, momentum, weight_decay, nesterov, nch):
-    size = P.shape[0]
-    for c in prange(nch):
-        _sgd_range(P, G, V, c * size // nch, (c + 1) * size // nch, lr, momentum, weight_decay,
-                   nesterov)  # fmt: skip
-
-
-def sgd_update(P, G, V, lr, momentum, weight_decay, nesterov):
-    """torch.optim.SGD (dampening 0): the momentum buffer starts at the first gradient."""
-    if P.shape[0] < _PARALLEL_SIZE or numba.get_num_threads() == 1:
-        _sgd_range(P, G, V, 0, P.shape[0], lr, momentum, weight_decay, nesterov)
-    else:
-        _sgd_chunks(P, G, V, lr, momentum, weight_decay, nesterov, numba.get_num_threads())
+_sgd_chunks = parallel_chunks("sgd_chunks", _sgd_chunk)
 
 
 @njit(**JIT)
-def _adam_range(P, G, M, V, lo, hi, lr, beta1, beta2, eps, weight_decay, decoupled, step):
+def sgd_update(P, G, V, lr, momentum, weight_decay, nesterov):
+    """torch.optim.SGD (dampening 0): the momentum buffer starts at the first gradient."""
+    size = P.shape[0]
+    _sgd_chunks(nchunks(_FLOPS * size, size), (P, G, V, lr, momentum, weight_decay, nesterov))
+
+
+@njit(**JIT)
+def _adam_chunk(c, nch, P, G, M, V, lr, beta1, beta2, eps, weight_decay, decoupled, step):
     """Float32 arithmetic, as torch's, on unsigned indices; moments below 1e-30 (M) and 1e-38
-    (V, a square) flushed to zero, as the momentum in _sgd_range."""
+    (V, a square) flushed to zero, as the momentum in _sgd_chunk."""
+    lo, hi = chunk(c, nch, P.shape[0])
     correction1 = np.float32(1.0 - beta1**step)
     root2 = np.float32(np.sqrt(1.0 - beta2**step))
     step_size = np.float32(lr) / correction1
@@ -79,21 +74,15 @@ def _adam_range(P, G, M, V, lo, hi, lr, beta1, beta2, eps, weight_decay, decoupl
         P[i] = p - step_size * (m / (np.sqrt(v) / root2 + e))
 
 
-@njit(**PJIT)
-def _adam_chunks(P, G, M, V, lr, beta1, beta2, eps, weight_decay, decoupled, step, nch):
-    size = P.shape[0]
-    for c in prange(nch):
-        _adam_range(P, G, M, V, c * size // nch, (c + 1) * size // nch, lr, beta1, beta2, eps,
-                    weight_decay, decoupled, step)  # fmt: skip
+_adam_chunks = parallel_chunks("adam_chunks", _adam_chunk)
 
 
+@njit(**JIT)
 def adam_update(P, G, M, V, lr, beta1, beta2, eps, weight_decay, decoupled, step):
     """torch.optim.Adam, or AdamW when `decoupled` (weight decay applied to the weights)."""
-    args = (lr, beta1, beta2, eps, weight_decay, decoupled, step)
-    if P.shape[0] < _PARALLEL_SIZE or numba.get_num_threads() == 1:
-        _adam_range(P, G, M, V, 0, P.shape[0], *args)
-    else:
-        _adam_chunks(P, G, M, V, *args, numba.get_num_threads())
+    size = P.shape[0]
+    args = (P, G, M, V, lr, beta1, beta2, eps, weight_decay, decoupled, step)
+    _adam_chunks(nchunks(2 * _FLOPS * size, size), args)
 
 
 @dataclass(frozen=True)

@@ -334,15 +334,14 @@ class Trainer:
                     f"test: loss {loss:.4f}  accuracy {accuracy:.4f}  ({len(self.test_set)} images)"
                 )
                 if self.tta:
-                    loss, accuracy, _ = evaluate(
+                    tta_loss, tta_accuracy, _ = evaluate(
                         network, self.test_set, self.norm, self.config.batch, mirrored=True
                     )
-                    result.update(tta_test_loss=loss, tta_test_acc=accuracy)
+                    result.update(tta_test_loss=tta_loss, tta_test_acc=tta_accuracy)
                     self.log(
-                        f"test, each image averaged with its mirror (--tta): loss {loss:.4f}  "
-                        f"accuracy {accuracy:.4f}"
+                        f"test, each image averaged with its mirror (--tta): loss {tta_loss:.4f}"
+                        f"  accuracy {tta_accuracy:.4f}"
                     )
-                    loss, accuracy = result["test_loss"], result["test_acc"]
             best = self.out / run_files.BEST
             if watch.best_epoch and watch.best_epoch != progress.epoch and best.exists():
                 loss, accuracy = self._evaluate_checkpoint(best, self.test_set)

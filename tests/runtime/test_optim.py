@@ -203,12 +203,12 @@ def test_sgd_in_chunks_equals_the_serial_loop():
     from cnnc.runtime import optim
 
     rng = np.random.default_rng(3)
-    size = optim._PARALLEL_SIZE + 3
+    size = (1 << 18) + 3
     P, G = rng.standard_normal((2, size)).astype(np.float32)
     V = rng.standard_normal(size).astype(np.float32)
     serial, chunked = (P.copy(), V.copy()), (P.copy(), V.copy())
-    optim._sgd_range(serial[0], G, serial[1], 0, size, 0.1, 0.9, 1e-4, True)
-    optim._sgd_chunks(chunked[0], G, chunked[1], 0.1, 0.9, 1e-4, True, 3)
+    optim._sgd_chunks(1, (serial[0], G, serial[1], 0.1, 0.9, 1e-4, True))
+    optim._sgd_chunks(3, (chunked[0], G, chunked[1], 0.1, 0.9, 1e-4, True))
     np.testing.assert_array_equal(serial[0], chunked[0])
     np.testing.assert_array_equal(serial[1], chunked[1])
 
