@@ -10,6 +10,9 @@ case: `test_every_kind_has_a_case` fails for a kind without.
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import zlib
 from dataclasses import dataclass
 
@@ -858,3 +861,12 @@ def test_relu6_pair_clips_at_six_on_plain_arrays():
     relu6_backward(dx, np.full_like(x, 2.0), y)
     np.testing.assert_array_equal(y, [0.0, 0.5, 5.5, 6.0, 6.0])
     np.testing.assert_array_equal(dx, [1.0, 3.0, 3.0, 1.0, 1.0])  # accumulates where 0 < y < 6
+
+
+@pytest.mark.parametrize("environ, level", [({}, "2"), ({"NUMBA_OPT": "3"}, "3")])
+def test_kernels_compile_at_llvm_o2_unless_numba_opt_says_otherwise(environ, level):
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_OPT"} | environ
+    code = "import numba; import cnnc.runtime.kernels.config; print(int(numba.config.OPT))"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == level
