@@ -60,6 +60,7 @@ COMPUTE = [
     ("resnet-train-b32", "resnet_cifar.cnn", "train", 32, 1.5),
     ("mobilenet-train-b64", "bench/specs/mobilenet_cifar.cnn", "train", 64, 1.5),
     ("unet-train-b8", "unet_small.cnn", "train", 8, 1.5),
+    ("se-train-b64", "bench/specs/se_cifar.cnn", "train", 64, 1.5),
 ]
 # name, spec, batch of the first training step, target seconds for cold / warm start
 STARTUP = [
