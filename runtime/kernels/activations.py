@@ -16,7 +16,9 @@ one chunk per thread; SOFTMAX (over channels) cuts the n*H*W pixels.
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from cnnc.compiler import abi
 
@@ -99,6 +101,35 @@ def _tanh(x):
     return x * p / q
 
 
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """The float32 whose IEEE bits are the int32 `bits` (a bitcast, which vectorises)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+@njit(**JIT)
+def _exp(x):
+    """float32 exp as Cephes' expf (2^k times a degree-7 polynomial of the remainder, <= 2 ulp
+    from libm here) with 2^k built from its bits: unlike the libm call it vectorises. Clamped to
+    the normal range, [1.2e-38, 2.4e38] (torch's float32 exp goes on to 0 and inf); NaN stays."""
+    lo, hi = np.float32(-87.33654), np.float32(88.37626)
+    c = hi if x > hi else (lo if x < lo else x)
+    c = c if x == x else np.float32(0.0)
+    k = np.floor(c * np.float32(1.44269504088896341) + np.float32(0.5))
+    r = c - k * np.float32(0.693359375) - k * np.float32(-2.12194440e-4)
+    p = np.float32(1.9875691500e-4) * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    e = (p * (r * r) + r + np.float32(1.0)) * _float32_from_bits((np.int32(k) + 127) << 23)
+    return e if x == x else x
+
+
 @njit(**JIT)
 def tanh_forward(out, inp):
     for i in range(inp.size):
@@ -117,7 +148,7 @@ def tanh_backward(dinp, dout, out):
 def sigmoid_forward(out, inp):
     one = np.float32(1.0)
     for i in range(inp.size):
-        out[U(i)] = one / (one + np.exp(-inp[U(i)]))
+        out[U(i)] = one / (one + _exp(-inp[U(i)]))
 
 
 @njit(**JIT)
@@ -162,7 +193,7 @@ def softmax_backward(dinp, dout, out, C, HW, lo, hi):
 
 @njit(**JIT)
 def _sigmoid(v):
-    return np.float32(1.0) / (np.float32(1.0) + np.exp(-v))
+    return np.float32(1.0) / (np.float32(1.0) + _exp(-v))
 
 
 @njit(**JIT)

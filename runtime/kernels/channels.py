@@ -24,7 +24,7 @@ from numba import njit
 from cnnc.compiler import abi
 
 from .common import U, chunk, inp, nchunks, parallel_chunks
-from .config import JIT
+from .config import JIT, RJIT
 
 SLICE_ROW = abi.int_offsets("SLICE")
 SHUFFLE_ROW = abi.int_offsets("SHUFFLE")
@@ -58,6 +58,15 @@ def prelu_backward(dinp, dweight, dout, inp, weight, N, C, HW, lo, hi):
 
 
 # --------------------------------------------------------------------------------------- SCALE
+@njit(**RJIT)
+def _dot(a, i, b, j, m):
+    """sum of a[i + p] * b[j + p] over p < m, in float64 vector lanes."""
+    s = 0.0
+    for p in range(m):
+        s += np.float64(a[U(i + p)]) * b[U(j + p)]
+    return s
+
+
 @njit(**JIT)
 def scale_forward(out, inp, weight, N, C, HW, lo, hi):
     for c in range(lo, hi):
@@ -74,8 +83,7 @@ def scale_backward(dinp, dweight, dout, inp, weight, N, C, HW, lo, hi):
         a, g = weight[c], 0.0
         for s in range(N):
             base = (s * C + c) * HW
-            for i in range(base, base + HW):
-                g += np.float64(dout[U(i)]) * inp[U(i)]
+            g += _dot(dout, base, inp, base, HW)
             if dinp.size:
                 for i in range(base, base + HW):
                     dinp[U(i)] += dout[U(i)] * a
@@ -88,8 +96,17 @@ def mul_forward(out, a, b, HW, as_, bs, lo, hi):
     """Planes [lo, hi): out = a * b, a gate (stride 0) repeated over the plane's HW pixels."""
     for q in range(lo, hi):
         y, x1, x2 = q * HW, q * (1 + as_ * (HW - 1)), q * (1 + bs * (HW - 1))
-        for p in range(HW):
-            out[U(y + p)] = a[U(x1 + p * as_)] * b[U(x2 + p * bs)]
+        if as_ and bs:
+            for p in range(HW):
+                out[U(y + p)] = a[U(x1 + p)] * b[U(x2 + p)]
+        elif as_:  # the gate as a scalar: a loop over a run-time stride 0 does not vectorise
+            g = b[U(x2)]
+            for p in range(HW):
+                out[U(y + p)] = a[U(x1 + p)] * g
+        else:
+            g = a[U(x1)]
+            for p in range(HW):
+                out[U(y + p)] = g * b[U(x2 + p)]
 
 
 @njit(**JIT)
@@ -98,14 +115,15 @@ def mul_backward(da, dout, b, HW, as_, bs, lo, hi):
     (The other input's gradient is this with the inputs' roles swapped.)"""
     for q in range(lo, hi):
         y, x1, x2 = q * HW, q * (1 + as_ * (HW - 1)), q * (1 + bs * (HW - 1))
-        if as_:
+        if as_ and bs:
             for p in range(HW):
-                da[U(x1 + p)] += dout[U(y + p)] * b[U(x2 + p * bs)]
-        else:
-            g = 0.0
+                da[U(x1 + p)] += dout[U(y + p)] * b[U(x2 + p)]
+        elif as_:  # b is the gate (see mul_forward)
+            g = b[U(x2)]
             for p in range(HW):
-                g += np.float64(dout[U(y + p)]) * b[U(x2 + p * bs)]
-            da[U(x1)] += g
+                da[U(x1 + p)] += dout[U(y + p)] * g
+        else:  # a is the gate: its gradient sums over the plane
+            da[U(x1)] += _dot(dout, y, b, x2, HW)
 
 
 # ------------------------------------------------------------------------------ SLICE, SHUFFLE

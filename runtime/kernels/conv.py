@@ -25,7 +25,7 @@ from cnnc.compiler import abi
 
 from . import common
 from .common import BETA0, BETA1, NOTR, TR, U, chunk, inp, nchunks, out, sgemm
-from .config import JIT
+from .config import JIT, RJIT
 
 CONV_ROW = abi.int_offsets("CONV")
 DECONV_ROW = abi.int_offsets("DECONV")
@@ -103,7 +103,7 @@ def _depthwise_forward(out, y, inp, x, weight, C, geom):
                         out[U(d + ow)] += wv * inp[U(s + ow * sw)]
 
 
-@njit(**JIT)
+@njit(**RJIT)
 def _depthwise_backward(dinp, dweight, dout, inp, weight, x, y, C, geom):
     """dweight += dout * inp and (dinp not empty) dinp += weight * dout for one sample of a
     depthwise conv, at offset x in inp and dinp, y in dout."""
@@ -136,7 +136,7 @@ def _add_bias(out, y, bias, O, HW):
             out[U(p)] += v
 
 
-@njit(**JIT)
+@njit(**RJIT)
 def _bias_backward(dbias, dout, y, O, HW):
     for o in range(O):
         s = np.float32(0.0)

@@ -34,7 +34,7 @@ from cnnc.compiler import abi
 from cnnc.compiler.layers import LN_BLOCK
 
 from .common import U, chunk, inp, nchunks, parallel_chunks
-from .config import JIT
+from .config import JIT, RJIT
 
 BN_FLOAT = abi.float_offsets("BN")
 LRN_ROW, LRN_FLOAT = abi.int_offsets("LRN"), abi.float_offsets("LRN")
@@ -42,7 +42,7 @@ LN_FLOAT = abi.float_offsets("LN")
 
 
 # ------------------------------------------------------------------------------------------ BN
-@njit(**JIT)
+@njit(**RJIT)
 def bn_forward(
     out, inp, weight, bias, running_mean, running_var, saved_mean, saved_invstd, N, C, HW, eps,
     momentum, training, lo, hi,
@@ -81,7 +81,7 @@ def bn_forward(
                 out[U(base + i)] = (inp[U(base + i)] - m32) * scale + shift
 
 
-@njit(**JIT)
+@njit(**RJIT)
 def bn_backward(
     dinp, dweight, dbias, dout, inp, weight, running_mean, running_var, saved_mean, saved_invstd,
     N, C, HW, eps, training, lo, hi,

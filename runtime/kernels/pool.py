@@ -18,7 +18,7 @@ from cnnc.compiler import abi
 from cnnc.compiler.layers import POOL_MODES
 
 from .common import U, chunk, inp, nchunks, out, parallel_chunks
-from .config import JIT
+from .config import JIT, RJIT
 
 MAX, AVG, SUM = POOL_MODES["max"], POOL_MODES["avg"], POOL_MODES["sum"]
 POOL_ROW = abi.int_offsets("POOL")
@@ -125,7 +125,7 @@ def _plain_max_backward_2x2(dinp, dout, inp, x, dy, W, Ho, Wo, sh, sw):
             dinp[U(s + W + 1)] += g if td else zero
 
 
-@njit(**JIT)
+@njit(**RJIT)
 def pool_forward(
     out, inp, H, W, Ho, Wo, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, mode,
     count_pad, pad_end_h, pad_end_w, dilation_h, dilation_w, adaptive, lo, hi,

@@ -24,7 +24,7 @@ from kernel_harness import ref_backward as _ref_backward
 from kernel_harness import ref_forward as _ref_forward
 
 from cnnc.compiler.layers import KINDS
-from cnnc.runtime.kernels import loss
+from cnnc.runtime.kernels import activations, loss
 from cnnc.runtime.kernels.droppath import sample_scale
 from cnnc.runtime.table import BACKWARD, FORWARD, KERNELS, KIND_ORDER
 
@@ -870,3 +870,24 @@ def test_kernels_compile_at_llvm_o2_unless_numba_opt_says_otherwise(environ, lev
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == level
+
+
+@numba.njit(cache=True)
+def _exp_of_each(x, out):
+    for i in range(x.size):
+        out[i] = activations._exp(x[i])
+
+
+def test_vectorised_exp_is_within_two_ulp_of_exp_and_keeps_nan():
+    x = np.concatenate([np.linspace(-87.3, 88.3, 400_001), [0.0, -0.0, 1e-30, -1e-30]])
+    x = x.astype(np.float32)
+    got = np.empty_like(x)
+    _exp_of_each(x, got)
+    exact = np.exp(x.astype(np.float64))
+    assert np.max(np.abs(got - exact) / exact) <= 2 * 2.0**-24
+    edges = np.array([np.nan, np.inf, -np.inf, 200.0, -200.0], np.float32)
+    out = np.empty_like(edges)
+    _exp_of_each(edges, out)
+    assert np.isnan(out[0])
+    assert out[1] == out[3] and 2.4e38 < out[1] < 2.41e38  # clamped to the normal range
+    assert out[2] == out[4] and 1.175e-38 < out[2] < 1.176e-38
