@@ -111,7 +111,7 @@ def _pad_plane(pad, inp, xc, H, W, ph, pw, Wp, n):
 @njit(**JIT)
 def _depthwise_flat_forward(out, y, inp, x, weight, C, geom, work):
     """_depthwise_forward on flat planes (see _flat_plan); work holds the padded plane and the
-    output at the padded width."""
+    output at the padded width. The same products, summed in the same order."""
     _, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo = geom
     Hp, Wp, span = _flat_plan(geom, work.size)
     n = Hp * Wp
@@ -120,15 +120,8 @@ def _depthwise_flat_forward(out, y, inp, x, weight, C, geom, work):
         _pad_plane(pad, inp, x + c * H * W, H, W, ph, pw, Wp, n)
         acc[:] = 0.0
         for i in range(kh):
-            k, row = (c * kh + i) * kw, i * dh * Wp
-            if kw == 3:  # a row of three taps per pass: a third of the loads and stores of acc
-                w0, w1, w2, s1, s2 = weight[k], weight[k + 1], weight[k + 2], row + dw, row + 2 * dw
-                for p in range(span):
-                    t = w0 * pad[U(p + row)] + w1 * pad[U(p + s1)] + w2 * pad[U(p + s2)]
-                    acc[U(p)] += t
-                continue
             for j in range(kw):
-                wv, shift = weight[k + j], row + j * dw
+                wv, shift = weight[(c * kh + i) * kw + j], i * dh * Wp + j * dw
                 for p in range(span):
                     acc[U(p)] += wv * pad[U(p + shift)]
         yc = y + c * Ho * Wo
@@ -157,25 +150,12 @@ def _depthwise_flat_backward(dinp, dweight, dout, inp, weight, x, y, C, geom, wo
         if need_dinp:
             dpad[:] = 0.0
         for i in range(kh):
-            if kw == 3:  # the row's three weight gradients in one pass over g
-                k, s0 = (c * kh + i) * 3, i * dh * Wp
-                s1, s2 = s0 + dw, s0 + 2 * dw
-                a0, a1, a2 = np.float32(0.0), np.float32(0.0), np.float32(0.0)
-                for p in range(span):
-                    v = g[U(p)]
-                    a0 += v * pad[U(p + s0)]
-                    a1 += v * pad[U(p + s1)]
-                    a2 += v * pad[U(p + s2)]
-                dweight[k] += a0
-                dweight[k + 1] += a1
-                dweight[k + 2] += a2
             for j in range(kw):
                 k, shift = (c * kh + i) * kw + j, i * dh * Wp + j * dw
-                if kw != 3:
-                    acc = np.float32(0.0)
-                    for p in range(span):
-                        acc += g[U(p)] * pad[U(p + shift)]
-                    dweight[k] += acc
+                acc = np.float32(0.0)
+                for p in range(span):
+                    acc += g[U(p)] * pad[U(p + shift)]
+                dweight[k] += acc
                 if need_dinp:
                     wv = weight[k]
                     for p in range(span):
