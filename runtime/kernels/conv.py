@@ -86,88 +86,6 @@ def col2im(col, co, x, xo, geom):
 
 
 @njit(**JIT)
-def _flat_plan(geom, room):
-    """(padded height, padded width, taps' span) when a depthwise conv can run on flat planes:
-    stride 1, and room for the zero-padded input plane plus the output rows at the padded width.
-    On that grid every tap is one constant shift, so each tap is one long loop over the plane
-    instead of a short one per output row (3x faster on a 32x32 plane with a 3x3 kernel)."""
-    _, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo = geom
-    Hp, Wp = H + 2 * ph, W + 2 * pw
-    span = (Ho - 1) * Wp + Wo  # the flat output positions p whose taps p + shift stay in the plane
-    fits = sh == 1 and sw == 1 and Hp * Wp + Ho * Wp <= room
-    return Hp if fits else 0, Wp, span
-
-
-@njit(**JIT)
-def _pad_plane(pad, inp, xc, H, W, ph, pw, Wp, n):
-    """pad[:n] = the (H, W) plane at inp[xc:] with ph rows and pw columns of zeros around it."""
-    pad[:n] = 0.0
-    for h in range(H):
-        d, s = (h + ph) * Wp + pw, xc + h * W
-        for w in range(W):
-            pad[U(d + w)] = inp[U(s + w)]
-
-
-@njit(**JIT)
-def _depthwise_flat_forward(out, y, inp, x, weight, C, geom, work):
-    """_depthwise_forward on flat planes (see _flat_plan); work holds the padded plane and the
-    output at the padded width. The same products, summed in the same order."""
-    _, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo = geom
-    Hp, Wp, span = _flat_plan(geom, work.size)
-    n = Hp * Wp
-    pad, acc = work[:n], work[n : n + span]
-    for c in range(C):
-        _pad_plane(pad, inp, x + c * H * W, H, W, ph, pw, Wp, n)
-        acc[:] = 0.0
-        for i in range(kh):
-            for j in range(kw):
-                wv, shift = weight[(c * kh + i) * kw + j], i * dh * Wp + j * dw
-                for p in range(span):
-                    acc[U(p)] += wv * pad[U(p + shift)]
-        yc = y + c * Ho * Wo
-        for oh in range(Ho):
-            for ow in range(Wo):
-                out[U(yc + oh * Wo + ow)] = acc[U(oh * Wp + ow)]
-
-
-@njit(**RJIT)
-def _depthwise_flat_backward(dinp, dweight, dout, inp, weight, x, y, C, geom, work, dwork):
-    """_depthwise_backward on flat planes: work holds the padded input and the output gradient
-    at the padded width (zero in the extra columns, so they add nothing), dwork the padded
-    input gradient."""
-    _, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo = geom
-    Hp, Wp, span = _flat_plan(geom, work.size)
-    n = Hp * Wp
-    pad, g, dpad = work[:n], work[n : n + span], dwork[:n]
-    need_dinp = dinp.size > 0
-    for c in range(C):
-        _pad_plane(pad, inp, x + c * H * W, H, W, ph, pw, Wp, n)
-        g[:] = 0.0
-        yc = y + c * Ho * Wo
-        for oh in range(Ho):
-            for ow in range(Wo):
-                g[U(oh * Wp + ow)] = dout[U(yc + oh * Wo + ow)]
-        if need_dinp:
-            dpad[:] = 0.0
-        for i in range(kh):
-            for j in range(kw):
-                k, shift = (c * kh + i) * kw + j, i * dh * Wp + j * dw
-                acc = np.float32(0.0)
-                for p in range(span):
-                    acc += g[U(p)] * pad[U(p + shift)]
-                dweight[k] += acc
-                if need_dinp:
-                    wv = weight[k]
-                    for p in range(span):
-                        dpad[U(p + shift)] += wv * g[U(p)]
-        if need_dinp:
-            xc = x + c * H * W
-            for h in range(H):
-                for w in range(W):
-                    dinp[U(xc + h * W + w)] += dpad[U((h + ph) * Wp + pw + w)]
-
-
-@njit(**JIT)
 def _depthwise_forward(out, y, inp, x, weight, C, geom):
     """out[y:] += weight * inp[x:] for one sample of a depthwise conv on C channels."""
     _, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo = geom  # the geometry of one group
@@ -249,13 +167,10 @@ def conv_forward(
     geom = (Cg, H, W, kh, kw, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, Ho, Wo)
     K, Pn, HW = Cg * kh * kw, Ho * Wo, H * W
     direct = _is_direct(kh, kw, stride_h, stride_w, pad_h, pad_w)
-    flat = _flat_plan(geom, col.size)[0] > 0
     pX, pY, pWt, pC = inp.ctypes.data, out.ctypes.data, weight.ctypes.data, col.ctypes.data
     for s in range(lo, hi):
         x, y = s * C * HW, s * O * Pn
-        if g > 1 and Cg == 1 and Og == 1 and flat:
-            _depthwise_flat_forward(out, y, inp, x, weight, C, geom, col)
-        elif g > 1 and Cg == 1 and Og == 1:
+        if g > 1 and Cg == 1 and Og == 1:
             out[y : y + O * Pn] = 0.0
             _depthwise_forward(out, y, inp, x, weight, C, geom)
         else:
@@ -283,15 +198,12 @@ def conv_backward(
     geom = (Cg, H, W, kh, kw, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, Ho, Wo)
     K, Pn, HW = Cg * kh * kw, Ho * Wo, H * W
     direct = _is_direct(kh, kw, stride_h, stride_w, pad_h, pad_w)
-    flat = _flat_plan(geom, min(col.size, dcol.size))[0] > 0
     need_dinp = dinp.size > 0
     pX, pDX, pDY = inp.ctypes.data, dinp.ctypes.data, dout.ctypes.data
     pWt, pDW, pC, pDC = weight.ctypes.data, dweight.ctypes.data, col.ctypes.data, dcol.ctypes.data
     for s in range(lo, hi):
         x, y = s * C * HW, s * O * Pn
-        if g > 1 and Cg == 1 and Og == 1 and flat:
-            _depthwise_flat_backward(dinp, dweight, dout, inp, weight, x, y, C, geom, col, dcol)
-        elif g > 1 and Cg == 1 and Og == 1:
+        if g > 1 and Cg == 1 and Og == 1:
             _depthwise_backward(dinp, dweight, dout, inp, weight, x, y, C, geom)
         else:
             for q in range(g):
