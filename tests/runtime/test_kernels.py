@@ -148,6 +148,11 @@ CASES = (
     case("CONV 4@3x3 s2 pad=0x0x1x1", "3x8x8"),  # TF "same" at stride 2: pad bottom/right
     case("CONV 6@3x2 pad=1x0x2x1 d2x1 g2", "4x9x8"),
     case("CONV 6@5x5 s2 p2x2x1x1 dw", "6x9x9"),  # depthwise, asymmetric
+    case("CONV 5@3x3 p1 dw", "5x7x6"),  # depthwise at stride 1
+    case("CONV 4@3x3 p2 d2 dw nobias", "4x6x7"),  # ... dilated
+    case("CONV 3@5x5 p1x2 dw", "3x6x5"),  # ... unequal padding
+    case("CONV 4@3x3 dw", "4x5x5"),  # ... unpadded
+    case("CONV 3@1x1 dw", "3x4x4"),
     case("DECONV 3@3x3 s2 p1 op1", "4x5x5"),
     case("DECONV 6@2x3 s2x1 p0x1 d1x2 g2 op1x0", "4x4x6"),
     case("DECONV 4@1x1 nobias", "6x5x4"),  # 1x1: gemm straight into the output
@@ -254,6 +259,7 @@ CASES = (
     case("DROPPATH 0.2", BIG),
     # big enough at n=5 to take the parallel path (work past config.SERIAL_WORK)
     case("PRELU", HUGE),
+    case("CONV 16@3x3 p1 dw", HUGE),
     case("SCALE", HUGE),
     case("MUL", [HUGE, "16x1x1"]),
     case("SLICE from=3 to=11", HUGE),
