@@ -1,7 +1,8 @@
 """Compile flags, the BLAS binding and numba's cache folder, in one place.
 
 Every kernel module imports its decorator flags from here: ``@njit(**JIT)`` for serial code,
-``@njit(**PJIT)`` for code with a ``prange``. Importing this module also binds numba to scipy's
+``@njit(**PJIT)`` for code with a ``prange``, ``@njit(**RJIT)`` for loops that sum into one
+accumulator (see below). Importing this module also binds numba to scipy's
 OpenBLAS and limits that BLAS to one thread: kernels call sgemm from inside ``prange`` loops,
 where a multithreaded BLAS oversubscribes the cores (measured 20x slower).
 
