@@ -120,7 +120,7 @@ def _exp(x):
     goes on to 0 and inf); NaN stays NaN."""
     lo, hi = np.float32(-87.33654), np.float32(88.37626)
     c = hi if x > hi else (lo if x < lo else x)
-    c = c if x == x else np.float32(0.0)
+    c = c if x == x else np.float32(0.0)  # NaN to an int below would be undefined
     k = np.floor(c * np.float32(1.44269504088896341) + np.float32(0.5))
     r = c - k * np.float32(0.693359375) - k * np.float32(-2.12194440e-4)
     p = np.float32(1.9875691500e-4) * r + np.float32(1.3981999507e-3)

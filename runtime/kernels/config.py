@@ -2,9 +2,9 @@
 
 Every kernel module imports its decorator flags from here: ``@njit(**JIT)`` for serial code,
 ``@njit(**PJIT)`` for code with a ``prange``, ``@njit(**RJIT)`` for loops that sum into one
-accumulator (see below). Importing this module also binds numba to scipy's
-OpenBLAS and limits that BLAS to one thread: kernels call sgemm from inside ``prange`` loops,
-where a multithreaded BLAS oversubscribes the cores (measured 20x slower).
+accumulator (see below). Importing this module also binds numba to scipy's OpenBLAS and limits
+that BLAS to one thread: kernels call sgemm from inside ``prange`` loops, where a multithreaded
+BLAS oversubscribes the cores (measured 20x slower).
 
 LLVM optimises at -O2 (see below). Compiled kernels are cached in a folder named by a digest of
 the kernel sources and the row ABI: numba checks only the timestamp of a function's own file, so a
